@@ -1,0 +1,1 @@
+"""Runs commands in containers built from unpacked layers; knows nothing of Dockerfiles."""

@@ -1,0 +1,1 @@
+"""The `pybuild` and `pydock` command lines: argument parsing and rendering only."""
