@@ -1,0 +1,179 @@
+"""The build cache: step key → result, under ROOT/buildcache/<key>.json.
+
+A step key is xxh3_128 over the step's named parts (`("parent", ...)`, `("instruction", ...)`,
+`("env", ...)`, `("src:app/main.py", ...)`). Each entry stores those parts next to the result, so
+a miss can be explained by diffing against the closest earlier entry: the one last written for
+the same parent and instruction (its "family"), else the same instruction under another parent.
+
+The result is what the step produced: the layer's DiffID (or None for "no layer"), the history
+entry, and the image's runtime config after the step. Entries are small JSON files written with
+temp-file-then-rename, so a crash never leaves a half entry behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+Parts = Sequence[tuple[str, str]]
+
+
+def step_key(parts: Parts) -> str:
+    """xxh3_128 hex of the named parts; names and values are length-prefixed so no two part
+    lists hash alike by shifting text from one part to the next."""
+    h = xxhash.xxh3_128()
+    for name, value in parts:
+        for text in (name, value):
+            data = text.encode("utf-8", "surrogateescape")
+            h.update(len(data).to_bytes(8, "little"))
+            h.update(data)
+    return h.hexdigest()
+
+
+def _family_keys(parts: Parts) -> tuple[str, str]:
+    named = dict(parts)
+    instr = named.get("instruction", "")
+    return (
+        step_key([("parent", named.get("parent", "")), ("instruction", instr)]),
+        step_key([("instruction", instr)]),
+    )
+
+
+@dataclass
+class CacheEntry:
+    """One cached step: its key, the parts the key was made of (in order) and the result."""
+
+    key: str
+    parts: list[tuple[str, str]]
+    result: dict
+    created: float = field(default_factory=time.time)
+
+    @property
+    def diff_id(self) -> str | None:
+        return self.result.get("diff_id")
+
+    def to_json(self) -> bytes:
+        doc = {
+            "key": self.key,
+            "parts": [list(p) for p in self.parts],
+            "result": self.result,
+            "created": self.created,
+        }
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CacheEntry:
+        doc = json.loads(data)
+        return cls(
+            key=doc["key"],
+            parts=[(str(a), str(b)) for a, b in doc.get("parts", [])],
+            result=doc.get("result") or {},
+            created=float(doc.get("created", 0)),
+        )
+
+
+def explain_miss(parts: Parts, previous: CacheEntry | None) -> str:
+    """Why a key missed, as a short phrase: which named parts differ from the closest entry."""
+    if previous is None:
+        return "not built before"
+    old = dict(previous.parts)
+    new = dict(parts)
+    if old.get("parent") != new.get("parent"):
+        return "parent changed"
+    changed = [n for n in new if n in old and old[n] != new[n]]
+    added = [n for n in new if n not in old]
+    removed = [n for n in old if n not in new]
+    words = [f"{n} changed" for n in changed]
+    words += [f"{n} added" for n in added]
+    words += [f"{n} removed" for n in removed]
+    return ", ".join(words) if words else "cache entry incomplete"
+
+
+class BuildCache:
+    """The step-key store under a pydock root (`ROOT/buildcache`)."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.dir = self.root / "buildcache"
+        self.family_dir = self.dir / "family"
+        self.tmp = self.root / "tmp"
+
+    def _path(self, key: str) -> Path:
+        return self.dir / f"{key}.json"
+
+    def lookup(self, key: str) -> CacheEntry | None:
+        try:
+            data = self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return CacheEntry.from_json(data)
+        except (ValueError, KeyError, TypeError):
+            return None  # a damaged entry is a miss, rewritten by the next build
+
+    def closest(self, parts: Parts) -> CacheEntry | None:
+        """The entry last written for the same parent + instruction, else same instruction."""
+        for fam in _family_keys(parts):
+            try:
+                key = (self.family_dir / fam).read_text().strip()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            entry = self.lookup(key)
+            if entry is not None:
+                return entry
+        return None
+
+    def write(self, entry: CacheEntry) -> None:
+        """Store an entry (replacing one with the same key) and point its families at it."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.family_dir.mkdir(parents=True, exist_ok=True)
+        self._atomic_write(self._path(entry.key), entry.to_json())
+        for fam in _family_keys(entry.parts):
+            self._atomic_write(self.family_dir / fam, entry.key.encode())
+
+    def remove(self, key: str) -> None:
+        try:
+            self._path(key).unlink()
+        except FileNotFoundError:
+            pass
+
+    def list(self) -> list[CacheEntry]:
+        """Every entry (for prune and `system df`), oldest first."""
+        out: list[CacheEntry] = []
+        for path in self.iter_paths():
+            try:
+                out.append(CacheEntry.from_json(path.read_bytes()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        out.sort(key=lambda e: e.created)
+        return out
+
+    def iter_paths(self) -> Iterable[Path]:
+        try:
+            names = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return [self.dir / n for n in sorted(names) if n.endswith(".json")]
+
+    def _atomic_write(self, path: Path, data: bytes) -> None:
+        staging = self.tmp if self.tmp.is_dir() else path.parent
+        fd, tmp = tempfile.mkstemp(dir=staging, prefix=".bc-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
