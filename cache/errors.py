@@ -24,3 +24,50 @@ class PydockError(Exception):
     def render(self) -> str:
         """The text shown to the user (may span lines, e.g. a source excerpt)."""
         return self.message
+
+
+# --- store outcomes (cache/store.py and friends) -------------------------------------------------
+
+
+class StoreError(PydockError):
+    """Something about the on-disk store: a missing or corrupt object, a bad name."""
+
+
+class BadDigest(StoreError):
+    """A string that is not "sha256:<64 lowercase hex>" was given where a digest belongs."""
+
+
+class BlobNotFound(StoreError):
+    """A blob that should be in blobs/sha256/ is not there."""
+
+
+class DigestMismatch(StoreError):
+    """Content does not hash to the digest it was stored or announced under."""
+
+
+class BadReference(StoreError):
+    """An image name that is not a valid Docker reference."""
+
+
+class ImageNotFound(StoreError):
+    """No image answers to the given name, id or id prefix."""
+
+
+class AmbiguousImage(ImageNotFound):
+    """An id prefix matches more than one image."""
+
+
+class NameInUse(StoreError):
+    """A name (tag, container or volume name) is already taken."""
+
+
+class InvalidImage(StoreError):
+    """An image whose manifest, config and layers do not agree (validate_image failed)."""
+
+
+class LayerNotFound(StoreError):
+    """A layer (diff id) that is not stored."""
+
+
+class BadLayerTar(StoreError):
+    """A layer stream that is not a complete, well-formed tar archive."""

@@ -1,0 +1,287 @@
+"""Layers: uncompressed tar blobs (blob digest == diff id) and their unpacked overlay lower dirs.
+
+    blobs/sha256/<diff-id hex>            the layer tar, verified on ingest and on read
+    layers/<chain-id hex>/diff/           the layer unpacked once, overlay whiteouts in place
+    layers/<chain-id hex>/layer.json      {"chain_id", "diff_id", "parent", "size", "short"}
+    l/<short> -> ../layers/<chain-id hex>/diff
+
+`layer.json` is written inside the staging dir before the dir is renamed into `layers/`, so a
+`layers/<chain>` that exists is complete: a crash mid-unpack leaves only a staging dir under
+ROOT/tmp (removed by the next writer), never a half layer under its final name.
+
+The short names (12 base32 characters derived from the chain id, longer only on a collision)
+keep an overlay `lowerdir=` option of 200 layers under a page when the mount is made from ROOT
+with relative names (`l/ABC...:l/DEF...`), as Docker's overlay2 driver does.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from cache.blobs import BlobStore
+from cache.digest import COPY_CHUNK, ChainID, DiffID, chain_ids
+from cache.errors import BadLayerTar, LayerNotFound, StoreError
+from cache.staging import fsync_dir, remove_tree, staging_dir, staging_name
+
+SHORT_LEN = 12
+LAYER_JSON = "layer.json"
+TAR_END = 1024  # a tar ends with two 512-byte zero blocks
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A stored layer: its diff id (== blob digest here) and tar size in bytes."""
+
+    diff_id: DiffID
+    size: int
+
+
+@dataclass(frozen=True)
+class UnpackedLayer:
+    """A layer unpacked under layers/<chain>/ (see layer.json)."""
+
+    chain_id: ChainID
+    diff_id: DiffID
+    parent: ChainID | None
+    size: int
+    short: str
+    path: Path  # layers/<chain>/diff
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "chain_id": self.chain_id,
+                "diff_id": self.diff_id,
+                "parent": self.parent,
+                "size": self.size,
+                "short": self.short,
+                "complete": True,
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        ).encode()
+
+
+def _bad_name(name: str) -> bool:
+    parts = name.split("/")
+    return name.startswith("/") or ".." in parts
+
+
+def verify_tar(path: Path, where: str = "layer") -> int:
+    """Check that `path` is one complete tar archive; returns the number of members.
+
+    Python's tarfile stops silently at a corrupt header after the first member, so the end is
+    checked explicitly: after the last member there must be at least the two zero blocks of a
+    tar end and nothing but zeros. Member names and hard-link targets must stay relative
+    (no leading "/", no ".." component); the applier resolves everything again when unpacking,
+    this is a screen to refuse a bad layer before it is stored at all.
+    """
+    size = path.stat().st_size
+    count = 0
+    try:
+        with tarfile.open(path, mode="r:") as tf:
+            for m in tf:
+                count += 1
+                if _bad_name(m.name):
+                    raise BadLayerTar(f"{where}: member {m.name!r} leaves the layer root")
+                if m.islnk() and _bad_name(m.linkname):
+                    raise BadLayerTar(
+                        f"{where}: hard link {m.name!r} -> {m.linkname!r} leaves the layer root"
+                    )
+                if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isdev()):
+                    raise BadLayerTar(f"{where}: member {m.name!r} has unsupported type {m.type!r}")
+            end = tf.offset
+    except tarfile.TarError as e:
+        raise BadLayerTar(f"{where}: not a valid tar archive: {e}") from None
+    rest = size - end
+    if rest < TAR_END:
+        raise BadLayerTar(
+            f"{where}: tar archive is truncated (ends at byte {size}, wants {end + TAR_END})"
+        )
+    with open(path, "rb") as f:
+        f.seek(end)
+        while chunk := f.read(COPY_CHUNK):
+            if chunk.count(0) != len(chunk):
+                raise BadLayerTar(
+                    f"{where}: tar archive is corrupt after member {count} (byte {end}): "
+                    "bad header or trailing data"
+                )
+    return count
+
+
+def short_name(chain: ChainID, length: int = SHORT_LEN) -> str:
+    return base64.b32encode(bytes.fromhex(chain.hex)).decode()[:length]
+
+
+class LayerStore:
+    """Unpacked layers of a store root (`layers/`, `l/`), built from the blobs."""
+
+    def __init__(self, root: Path, blobs: BlobStore, tmp: Path) -> None:
+        self.root = root
+        self.dir = root / "layers"
+        self.links = root / "l"
+        self.blobs = blobs
+        self.tmp = tmp
+
+    # ---- ingest ------------------------------------------------------------------------
+    def add(self, stream: BinaryIO) -> LayerInfo:
+        """Store an uncompressed layer tar read from `stream` (to its end; caller closes it).
+
+        Hashes while copying into staging, checks the tar is complete, then commits the blob.
+        On any error nothing is left behind.
+        """
+        tmp, digest, size = self.blobs.stage(stream, kind="layer")
+        try:
+            verify_tar(tmp, where=f"layer {digest.short}")
+            self.blobs.commit_staged(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return LayerInfo(DiffID(digest), size)
+
+    def open_tar(self, diff_id: str) -> BinaryIO:
+        """A verifying reader of the layer tar (raises `LayerNotFound`); caller closes it."""
+        d = DiffID(diff_id)
+        if not self.blobs.has(d):
+            raise LayerNotFound(f"layer {d} is not in the store")
+        return self.blobs.open(d)
+
+    def info(self, diff_id: str) -> LayerInfo:
+        d = DiffID(diff_id)
+        if not self.blobs.has(d):
+            raise LayerNotFound(f"layer {d} is not in the store")
+        return LayerInfo(d, self.blobs.size(d))
+
+    # ---- unpacked dirs -----------------------------------------------------------------
+    def unpacked(self, chain: ChainID) -> UnpackedLayer | None:
+        """The unpacked layer of `chain`, or None if it is not (completely) there."""
+        d = self.dir / chain.hex
+        try:
+            meta = json.loads((d / LAYER_JSON).read_bytes())
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except ValueError:
+            raise StoreError(f"{d / LAYER_JSON}: corrupt layer record") from None
+        parent = meta.get("parent")
+        return UnpackedLayer(
+            ChainID(meta["chain_id"]),
+            DiffID(meta["diff_id"]),
+            ChainID(parent) if parent else None,
+            int(meta.get("size", 0)),
+            meta["short"],
+            d / "diff",
+        )
+
+    def all_unpacked(self) -> list[UnpackedLayer]:
+        out = []
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(self.dir)):
+                with contextlib.suppress(StoreError, ValueError, KeyError):
+                    u = self.unpacked(ChainID(f"sha256:{name}"))
+                    if u is not None:
+                        out.append(u)
+        return out
+
+    def ensure_unpacked(self, diff_ids: list[str], lock) -> list[UnpackedLayer]:  # noqa: ANN001
+        """Unpack every missing layer of the stack `diff_ids` (oldest first); same order out.
+
+        The unpack itself runs without the store lock (in a private staging dir); `lock` (the
+        store's lock context) is held only to link and rename the result into place.
+        """
+        out: list[UnpackedLayer] = []
+        parent: ChainID | None = None
+        for diff_id, chain in zip(diff_ids, chain_ids(diff_ids), strict=True):
+            u = self.unpacked(chain)
+            if u is None:
+                u = self._unpack(DiffID(diff_id), chain, parent, lock)
+            out.append(u)
+            parent = chain
+        return out
+
+    def _free_short(self, chain: ChainID) -> str:
+        target = f"../layers/{chain.hex}/diff"
+        for length in (SHORT_LEN, 16, 20, 26, 52):
+            name = short_name(chain, length)
+            try:
+                existing = os.readlink(self.links / name)
+            except FileNotFoundError:
+                return name
+            if existing == target:
+                return name
+        raise StoreError(f"cannot find a free short link name for layer {chain}")
+
+    def _unpack(
+        self,
+        diff_id: DiffID,
+        chain: ChainID,
+        parent: ChainID | None,
+        lock,  # noqa: ANN001
+    ) -> UnpackedLayer:
+        from cache.applier import apply_layer  # provided by the layer applier (helper "layers")
+
+        final = self.dir / chain.hex
+        with staging_dir(self.tmp, "unpack") as stage:
+            target = stage / "diff"
+            os.mkdir(target, 0o755)
+            with self.open_tar(diff_id) as reader:
+                apply_layer(reader, target, whiteouts="overlay")
+                # The applier reads to the end of the tar; whatever padding is left must still
+                # reach the digest check.
+                reader.read_all_and_verify()
+            size = self.blobs.size(diff_id)
+            with lock():
+                existing = self.unpacked(chain)
+                if existing is not None:
+                    return existing  # another writer finished first; ours is discarded
+                short = self._free_short(chain)
+                u = UnpackedLayer(chain, diff_id, parent, size, short, final / "diff")
+                meta = stage / LAYER_JSON
+                meta.write_bytes(u.to_json())
+                with open(meta, "rb") as f:
+                    os.fsync(f.fileno())
+                self._link(short, chain)
+                if final.exists():
+                    # A leftover without layer.json cannot come from a rename (layer.json is
+                    # inside before the rename), but be safe: move it aside and drop it.
+                    self._discard(final)
+                os.rename(stage, final)  # staging_dir's cleanup then finds nothing
+                fsync_dir(self.dir)
+                return u
+
+    def _link(self, short: str, chain: ChainID) -> None:
+        link = self.links / short
+        target = f"../layers/{chain.hex}/diff"
+        with contextlib.suppress(FileNotFoundError):
+            if os.readlink(link) == target:
+                return
+        tmp = self.tmp / staging_name("link")
+        os.symlink(target, tmp)
+        os.rename(tmp, link)
+        fsync_dir(self.links)
+
+    def _discard(self, path: Path) -> None:
+        aside = self.tmp / staging_name("removing")
+        os.rename(path, aside)
+        remove_tree(aside)
+
+    def remove_unpacked(self, chain: str) -> bool:
+        """Remove layers/<chain> and its short link (caller holds the store lock)."""
+        c = ChainID(chain)
+        u = self.unpacked(c)
+        final = self.dir / c.hex
+        if u is None and not final.exists():
+            return False
+        if u is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.links / u.short)
+        # Rename first so that a crash mid-removal leaves no half layer under the final name.
+        self._discard(final)
+        fsync_dir(self.dir)
+        return True

@@ -1,0 +1,137 @@
+"""Staging under ROOT/tmp: every write is a temp file (or dir), fsync, then rename into place.
+
+ROOT/tmp is on the same filesystem as everything it stages for, so the final `rename` is atomic:
+a reader or a crash sees the old object or the new one, never a part. Staging names carry the
+writer's pid (`<kind>-<pid>-<random>`) so that a later writer can tell leftovers of a dead
+process from work in progress and remove them (`clean_stale`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or create inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def staging_name(kind: str) -> str:
+    """A fresh name for a staging entry: `<kind>-<pid>-<random>`."""
+    return f"{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a file or a directory tree; missing is fine.
+
+    Directories without write permission (layer trees may hold some) are made writable first so
+    that the removal also works for a non-root user.
+    """
+
+    def onerror(func, p, exc_info):  # noqa: ANN001 - shutil API
+        parent = os.path.dirname(p)
+        with contextlib.suppress(OSError):
+            os.chmod(parent, stat.S_IRWXU)
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, stat.S_IRWXU)
+        func(p)
+
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path, onerror=onerror)
+    else:
+        os.unlink(path)
+
+
+def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o644) -> Path:
+    """Write `data` to a fresh file under `tmp_root`, fsync'd; the caller renames or removes it."""
+    path = tmp_root / staging_name(kind)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+        os.fchmod(fd, mode)  # umask must not change what readers may do
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    os.close(fd)
+    return path
+
+
+def atomic_write(tmp_root: Path, path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data`: temp file in `tmp_root`, fsync, rename, fsync the directory.
+
+    `tmp_root` and `path` must be on the same filesystem (both under the store root).
+    """
+    tmp = write_temp(tmp_root, data, kind="write", mode=mode)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+@contextlib.contextmanager
+def staging_dir(tmp_root: Path, kind: str = "stage") -> Iterator[Path]:
+    """A fresh directory under `tmp_root`, removed (with whatever is left in it) afterwards.
+
+    Move results out of it with `os.rename` before the block ends.
+    """
+    path = tmp_root / staging_name(kind)
+    os.mkdir(path, 0o700)
+    try:
+        yield path
+    finally:
+        remove_tree(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_stale(tmp_root: Path) -> list[str]:
+    """Remove staging entries of processes that no longer run; returns the names removed.
+
+    Call it only while holding the store lock, so no live writer of another process can be
+    mistaken for a dead one (pids of live writers are alive anyway; the lock guards pid reuse
+    by a process that is about to stage under the same name, which `staging_name` makes unlikely).
+    """
+    removed: list[str] = []
+    try:
+        names = os.listdir(tmp_root)
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        parts = name.split("-")
+        pid = int(parts[1]) if len(parts) >= 3 and parts[1].isdigit() else None
+        if pid is not None and (pid == os.getpid() or _pid_alive(pid)):
+            continue
+        remove_tree(tmp_root / name)
+        removed.append(name)
+    return removed
