@@ -71,3 +71,8 @@ class LayerNotFound(StoreError):
 
 class BadLayerTar(StoreError):
     """A layer stream that is not a complete, well-formed tar archive."""
+
+
+class BadLayer(BadLayerTar):
+    """A layer the applier refuses: malformed or truncated tar, an entry leading out of the
+    root, a forbidden xattr or whiteout. The message names the member and the problem."""
