@@ -1,0 +1,72 @@
+"""Shared fixtures: fresh stores in tmp_path, and a base image made once per session.
+
+- `store_root`: a path for a store root under tmp_path (not created).
+- `store`: a fresh `Store.open(store_root)`.
+- `busybox_root` (session): a store root holding busybox:latest made by the bootstrap from
+  /bin/busybox (the test is skipped when busybox-static is not installed). Treat it as
+  read-only: copy it with `busybox_store`.
+- `busybox_store`: a fresh per-test store that already holds busybox:latest. Blobs are hard
+  links to the session root's (blob files are read-only and never edited in place, only
+  unlinked), index.json and unpacked layers are copied, so the copy costs a few milliseconds.
+- `busybox_image`: the `Image` of busybox:latest in `busybox_store`.
+
+Other areas may append small fixtures here (additive edits only).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cache.store import Store
+
+BUSYBOX = "/bin/busybox"
+
+
+@pytest.fixture
+def store_root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def store(store_root: Path) -> Store:
+    return Store.open(store_root)
+
+
+@pytest.fixture(scope="session")
+def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.path.isfile(BUSYBOX):
+        pytest.skip("busybox-static is not installed (/bin/busybox)")
+    from cache.bootstrap import make_busybox
+
+    root = tmp_path_factory.mktemp("busybox") / "root"
+    make_busybox(Store.open(root), BUSYBOX)
+    return root
+
+
+def copy_store(src: Path, dst: Path) -> Store:
+    """A new store at `dst` with the content of the store at `src` (blobs hard-linked)."""
+    store = Store.open(dst)
+    for name in os.listdir(src / "blobs" / "sha256"):
+        os.link(src / "blobs" / "sha256" / name, store.blobs_dir / name)
+    for sub in ("layers", "l"):
+        if any((src / sub).iterdir()):
+            subprocess.run(
+                ["cp", "-a", "--reflink=auto", f"{src / sub}/.", str(dst / sub)], check=True
+            )
+    shutil.copyfile(src / "index.json", dst / "index.json")
+    return store
+
+
+@pytest.fixture
+def busybox_store(busybox_root: Path, tmp_path: Path) -> Store:
+    return copy_store(busybox_root, tmp_path / "root")
+
+
+@pytest.fixture
+def busybox_image(busybox_store: Store):
+    return busybox_store.get_image("busybox:latest")
