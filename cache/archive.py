@@ -1,0 +1,886 @@
+"""Image archives: `pydock save` writes them, `pydock load` reads them.
+
+Written (`save_images`): the layout of `docker save` since Docker 25, which is at the same time
+an OCI image layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus Docker's
+`manifest.json` and `repositories` (left out with `fmt="oci"`). Blobs are the store's own bytes
+(uncompressed layers, so layer digest == diff id), so the manifest digests are kept.
+
+Read (`load_archive`): OCI layouts, Docker >= 25 archives, containerd-style archives (layer blobs
+gzip or zstd compressed) and the legacy `manifest.json` + `<id>/layer.tar` archives, plain or
+compressed as a whole. Loading never changes the store until everything has been checked:
+the outer tar is screened (tarsafe, plus our own rule that it holds only files and dirs), every
+member is copied to a staging dir under ROOT/tmp and hashed, every blob must match its name and
+every descriptor its blob, every layer is decompressed and must match its config diff id, and
+every layer is applied to a scratch dir by the safe applier (which refuses hostile members).
+Only then, under the store lock, are layers, configs and tags committed.
+"""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import gzip
+import json
+import lzma
+import os
+import platform
+import posixpath
+import shutil
+import subprocess
+import tarfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from cache.digest import COPY_CHUNK, Hasher, is_digest, sha256_bytes
+from cache.errors import PydockError
+
+MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
+MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+INDEX_TYPES = {MEDIA_INDEX, MEDIA_DOCKER_LIST}
+MANIFEST_TYPES = {MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST}
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
+MAX_JSON = 8 << 20
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+XZ_MAGIC = b"\xfd7zXZ\x00"
+BZIP2_MAGIC = b"BZh"
+
+
+class ArchiveError(PydockError):
+    """An archive that cannot be loaded: corrupt, incomplete, inconsistent or hostile."""
+
+
+# --- compression --------------------------------------------------------------------------------
+
+
+def sniff_compression(head: bytes) -> str | None:
+    """ "gzip", "zstd", "xz", "bzip2" or None (plain) from the first bytes of a stream."""
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(XZ_MAGIC):
+        return "xz"
+    if head.startswith(BZIP2_MAGIC) and len(head) > 3 and head[3:4].isdigit():
+        return "bzip2"
+    return None
+
+
+class _ZstdReader:
+    """Decompresses zstd through the `zstd` program (Python 3.11 has no zstd module)."""
+
+    def __init__(self, src: BinaryIO, what: str) -> None:
+        self.what = what
+        try:
+            self._proc = subprocess.Popen(
+                ["zstd", "-d", "-c", "-q"],
+                stdin=src,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise ArchiveError(
+                f"{what}: zstd-compressed, but the zstd program is not installed"
+            ) from None
+
+    def read(self, n: int = -1) -> bytes:
+        assert self._proc.stdout is not None
+        data = self._proc.stdout.read(n) if n >= 0 else self._proc.stdout.read()
+        if not data or (n > 0 and len(data) < n):
+            self._finish()
+        return data
+
+    def _finish(self) -> None:
+        if self._proc.returncode is None:
+            assert self._proc.stderr is not None
+            err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
+            if self._proc.wait() != 0:
+                detail = err[-1] if err else f"exit status {self._proc.returncode}"
+                raise ArchiveError(f"{self.what}: corrupt zstd stream ({detail})")
+
+    def close(self) -> None:
+        if self._proc.returncode is None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            self._proc.wait()
+        for f in (self._proc.stdout, self._proc.stderr):
+            if f is not None:
+                f.close()
+
+
+class _CheckedReader:
+    """Wraps a decompressing reader so that its errors become one-line `ArchiveError`s."""
+
+    def __init__(self, inner: Any, kind: str, what: str) -> None:
+        self.inner = inner
+        self.kind = kind
+        self.what = what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self.inner.read(n)
+        except ArchiveError:
+            raise
+        except EOFError:
+            raise ArchiveError(f"{self.what}: truncated {self.kind} stream") from None
+        except (OSError, zlib.error, lzma.LZMAError, ValueError) as e:
+            raise ArchiveError(f"{self.what}: corrupt {self.kind} stream ({e})") from None
+
+    def readinto(self, buf: Any) -> int:
+        data = self.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.inner.close()
+
+    def __enter__(self) -> _CheckedReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Peeked:
+    """A stream with some bytes already read from its front put back."""
+
+    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+        self.head = head
+        self.rest = rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0:
+                data, self.head = self.head + self.rest.read(), b""
+                return data
+            data, self.head = self.head[:n], self.head[n:]
+            if len(data) < n:
+                data += self.rest.read(n - len(data))
+            return data
+        return self.rest.read(n)
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        if self.head:
+            raise OSError("peeked stream has buffered bytes")
+        return self.rest.fileno()
+
+
+def open_decompressed(src: BinaryIO, what: str) -> tuple[Any, str | None]:
+    """A reader of the plain bytes of `src` (gzip/zstd/xz/bzip2 detected by magic) and the
+    compression found (None for plain). Decompression errors are `ArchiveError`s naming `what`.
+    The caller closes the reader (not `src`)."""
+    head = src.read(8)
+    kind = sniff_compression(head)
+    if kind is None:
+        return _Peeked(head, src), None
+    if kind == "zstd":
+        # The zstd program reads the file descriptor itself; give it one positioned at 0.
+        if hasattr(src, "seek") and hasattr(src, "fileno"):
+            src.seek(-len(head), os.SEEK_CUR)
+            return _CheckedReader(_ZstdReader(src, what), kind, what), kind
+        return _CheckedReader(_ZstdPipe(_Peeked(head, src), what), kind, what), kind
+    peeked = _Peeked(head, src)
+    if kind == "gzip":
+        inner: Any = gzip.GzipFile(fileobj=peeked, mode="rb")
+    elif kind == "xz":
+        inner = lzma.LZMAFile(peeked, "rb")
+    else:
+        inner = bz2.BZ2File(peeked, "rb")
+    return _CheckedReader(inner, kind, what), kind
+
+
+class _ZstdPipe(_ZstdReader):
+    """zstd over a stream without a file descriptor: a thread feeds the program's stdin."""
+
+    def __init__(self, src: Any, what: str) -> None:
+        import threading
+
+        self.what = what
+        try:
+            self._proc = subprocess.Popen(
+                ["zstd", "-d", "-c", "-q"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise ArchiveError(
+                f"{what}: zstd-compressed, but the zstd program is not installed"
+            ) from None
+
+        def feed() -> None:
+            assert self._proc.stdin is not None
+            try:
+                while chunk := src.read(COPY_CHUNK):
+                    self._proc.stdin.write(chunk)
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+
+        self._feeder = threading.Thread(target=feed, daemon=True)
+        self._feeder.start()
+
+
+def copy_hashing(src: Any, dst: BinaryIO, limit: int | None = None) -> tuple[str, int]:
+    """Copy `src` to its end into `dst`, returning ("sha256:<hex>", size)."""
+    h = Hasher()
+    while chunk := src.read(COPY_CHUNK):
+        h.update(chunk)
+        dst.write(chunk)
+        if limit is not None and h.size > limit:
+            raise ArchiveError(f"content larger than the limit of {limit} bytes")
+    return str(h.digest()), h.size
+
+
+# --- records ------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Member:
+    """A regular file of the outer archive, copied to `path` in staging and hashed."""
+
+    name: str
+    path: Path
+    digest: str
+    size: int
+
+
+@dataclass
+class _Layer:
+    source: str  # archive member name, for messages
+    member: _Member
+    media_type: str = ""
+
+
+@dataclass
+class _PendingImage:
+    config: _Member
+    layers: list[_Layer]
+    tags: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """What `load_archive` committed: the image id and the tags now pointing at it."""
+
+    image_id: str
+    tags: tuple[str, ...]
+
+
+# --- reading the outer archive ------------------------------------------------------------------
+
+
+def _clean_name(name: str) -> str:
+    n = name
+    while n.startswith("./"):
+        n = n[2:]
+    if n.startswith("/") or not n:
+        raise ArchiveError(f"archive member {name!r}: absolute or empty name")
+    n = posixpath.normpath(n)
+    if n == ".." or n.startswith("../") or "/../" in f"/{n}/":
+        raise ArchiveError(f"archive member {name!r}: name leads outside the archive")
+    return n
+
+
+def _spool(src: BinaryIO, dst: Path) -> None:
+    with open(dst, "wb") as out:
+        shutil.copyfileobj(src, out, COPY_CHUNK)
+
+
+def _plain_archive(path: Path, staging: Path) -> Path:
+    """The archive as an uncompressed, seekable file (decompressed into staging if needed)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        kind = sniff_compression(head)
+        if kind is None:
+            return path
+        f.seek(0)
+        out = staging / "archive.tar"
+        reader, _ = open_decompressed(f, "archive")
+        try:
+            with open(out, "wb") as o:
+                copy_hashing(reader, o)
+        finally:
+            reader.close()
+        return out
+
+
+def _screen(path: Path, staging: Path) -> None:
+    """First screen of the outer archive with tarsafe: no member may lead outside."""
+    import tarsafe
+
+    try:
+        with tarsafe.TarSafe.open(path, "r:") as tf:
+            tf._safetar_check(str(staging))
+    except tarsafe.TarSafeException as e:
+        raise ArchiveError(f"archive refused: {e}") from None
+    except (tarfile.TarError, EOFError, OSError) as e:
+        raise ArchiveError(_tar_problem(path, e)) from None
+
+
+def _tar_problem(path: Path, e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        head = b""
+    if len(head) < 512 or head[257:262] != b"ustar":
+        if not head.strip(b"\0"):
+            return "not an image archive: empty file"
+        return f"not a tar archive ({text})"
+    return f"corrupt or truncated tar archive ({text})"
+
+
+def _check_tar_end(path: Path, offset: int) -> None:
+    """tarfile stops silently at a bad header: make sure only the end-of-archive zeros remain."""
+    size = path.stat().st_size
+    if offset > size:
+        raise ArchiveError("truncated tar archive: the last member is cut short")
+    with open(path, "rb") as f:
+        f.seek(offset)
+        rest = f.read(1 << 20)
+    if not rest:
+        raise ArchiveError("truncated tar archive: no end-of-archive marker")
+    if rest.strip(b"\0"):
+        raise ArchiveError(f"corrupt tar archive: unreadable data at byte offset {offset}")
+
+
+def _extract_members(archive: Path, dest: Path) -> dict[str, _Member]:
+    """Copy every regular member to `dest/<n>`, hashing it; returns name -> member.
+
+    Directories are skipped, in-archive relative symlinks to regular members become aliases,
+    anything else (links out, hard links, devices, fifos) is refused.
+    """
+    members: dict[str, _Member] = {}
+    symlinks: list[tuple[str, str]] = []
+    try:
+        with tarfile.open(archive, "r:") as tf:
+            for n, info in enumerate(tf):
+                name = _clean_name(info.name)
+                if info.isdir():
+                    continue
+                if info.issym():
+                    symlinks.append((name, info.linkname))
+                    continue
+                if not info.isreg():
+                    raise ArchiveError(
+                        f"archive member {info.name!r}: {_kind(info)} not allowed in an image archive"
+                    )
+                if name in members:
+                    raise ArchiveError(f"archive member {name!r} appears twice")
+                src = tf.extractfile(info)
+                assert src is not None
+                out = dest / str(n)
+                with open(out, "wb") as o:
+                    digest, size = copy_hashing(src, o)
+                if size != info.size:
+                    raise ArchiveError(f"truncated tar archive: member {name!r} is cut short")
+                members[name] = _Member(name, out, digest, size)
+            end = tf.offset
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, EOFError, OSError, UnicodeError) as e:
+        raise ArchiveError(_tar_problem(archive, e)) from None
+    _check_tar_end(archive, end)
+    for name, target in symlinks:
+        if target.startswith("/"):
+            raise ArchiveError(f"archive member {name!r}: symlink to absolute path {target!r}")
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if resolved.startswith("../") or resolved == ".." or resolved not in members:
+            raise ArchiveError(f"archive member {name!r}: symlink {target!r} leads nowhere")
+        members[name] = members[resolved]
+    return members
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.islnk():
+        return "hard link"
+    if info.ischr() or info.isblk():
+        return "device node"
+    if info.isfifo():
+        return "fifo"
+    return f"member type {info.type!r}"
+
+
+# --- understanding the archive ------------------------------------------------------------------
+
+
+def _read_json(m: _Member, what: str) -> Any:
+    if m.size > MAX_JSON:
+        raise ArchiveError(f"{what} is too large ({m.size} bytes)")
+    try:
+        return json.loads(m.path.read_bytes())
+    except (ValueError, UnicodeError) as e:
+        raise ArchiveError(f"{what} is not valid JSON ({e})") from None
+
+
+def _verify_blobs(members: dict[str, _Member]) -> None:
+    for name, m in members.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[0] == "blobs":
+            want = f"{parts[1]}:{parts[2]}"
+            if parts[1] != "sha256" or not is_digest(want):
+                continue  # other algorithms are not ours to judge; unreferenced anyway
+            if m.digest != want:
+                raise ArchiveError(
+                    f"blob {name} does not match its digest (content hashes to {m.digest})"
+                )
+
+
+def _blob(members: dict[str, _Member], desc: Any, where: str) -> _Member:
+    if not isinstance(desc, dict) or not is_digest(str(desc.get("digest", ""))):
+        raise ArchiveError(f"{where}: descriptor without a valid sha256 digest")
+    digest = desc["digest"]
+    m = members.get(f"blobs/sha256/{digest.split(':', 1)[1]}")
+    if m is None:
+        raise ArchiveError(f"{where} points to blob {digest}, which is missing from the archive")
+    if isinstance(desc.get("size"), int) and desc["size"] != m.size:
+        raise ArchiveError(
+            f"{where}: blob {digest} is {m.size} bytes but the descriptor says {desc['size']}"
+        )
+    return m
+
+
+def _host_arch() -> str:
+    m = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386"}.get(m, m)
+
+
+def _tag_of(annotations: dict) -> str | None:
+    """The tag a descriptor carries: containerd's full name, else a ref.name that is a name."""
+    from cache.refs import try_parse_reference
+
+    for key in (ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME):
+        text = annotations.get(key)
+        if not isinstance(text, str) or not text:
+            continue
+        if key == ANNOTATION_REF_NAME and ":" not in text and "/" not in text:
+            continue  # a bare tag ("latest") says nothing about the repository
+        ref = try_parse_reference(text)
+        if ref is not None and ref.tag is not None:
+            return str(ref)
+    return None
+
+
+def _images_from_index(members: dict[str, _Member]) -> list[_PendingImage]:
+    index = _read_json(members["index.json"], "index.json")
+    if not isinstance(index, dict) or not isinstance(index.get("manifests"), list):
+        raise ArchiveError("index.json has no manifests list")
+    out: list[_PendingImage] = []
+
+    def walk(descs: list, where: str, depth: int, tags: list[str]) -> None:
+        if depth > 4:
+            raise ArchiveError(f"{where}: image indexes nested too deeply")
+        chosen = descs
+        if depth > 0:
+            # A multi-platform index: keep the manifests for this machine.
+            mine = [
+                d
+                for d in descs
+                if isinstance(d, dict)
+                and (d.get("platform") or {}).get("os", "linux") == "linux"
+                and (d.get("platform") or {}).get("architecture") == _host_arch()
+            ]
+            chosen = mine[:1] or [d for d in descs if isinstance(d, dict)][:1]
+        for i, d in enumerate(chosen):
+            if not isinstance(d, dict):
+                raise ArchiveError(f"{where}: manifest entry {i} is not an object")
+            mt = d.get("mediaType", "")
+            here = f"{where} entry {i}"
+            ann = d.get("annotations") or {}
+            if ann.get("vnd.docker.reference.type"):
+                continue  # attestation manifests are not images
+            blob = _blob(members, d, here)
+            t = _tag_of(ann) if isinstance(ann, dict) else None
+            if mt in INDEX_TYPES:
+                sub = _read_json(blob, f"index {d['digest']}")
+                walk(
+                    sub.get("manifests") or [],
+                    f"index {d['digest']}",
+                    depth + 1,
+                    tags + ([t] if t else []),
+                )
+                continue
+            if mt and mt not in MANIFEST_TYPES:
+                continue  # unknown media types must not be an error (image-spec)
+            manifest = _read_json(blob, f"manifest {d['digest']}")
+            if not isinstance(manifest, dict):
+                raise ArchiveError(f"manifest {d['digest']} is not a JSON object")
+            mwhere = f"manifest {d['digest']}"
+            config = _blob(members, manifest.get("config"), f"{mwhere} config")
+            layers = []
+            for j, ld in enumerate(manifest.get("layers") or []):
+                layers.append(
+                    _Layer(
+                        f"{mwhere} layer {j}",
+                        _blob(members, ld, f"{mwhere} layer {j}"),
+                        ld.get("mediaType", ""),
+                    )
+                )
+            out.append(_PendingImage(config, layers, tags + ([t] if t else []), mwhere))
+
+    walk(index["manifests"], "index.json", 0, [])
+    return out
+
+
+def _images_from_manifest_json(members: dict[str, _Member]) -> list[_PendingImage]:
+    items = _read_json(members["manifest.json"], "manifest.json")
+    if not isinstance(items, list):
+        raise ArchiveError("manifest.json is not a list")
+    out: list[_PendingImage] = []
+    for i, item in enumerate(items):
+        where = f"manifest.json entry {i}"
+        if not isinstance(item, dict) or not isinstance(item.get("Config"), str):
+            raise ArchiveError(f"{where} has no Config")
+
+        def member(name: str, what: str, where: str = where) -> _Member:
+            try:
+                clean = _clean_name(name)
+            except ArchiveError:
+                raise ArchiveError(
+                    f"{where}: {what} path {name!r} leads outside the archive"
+                ) from None
+            m = members.get(clean)
+            if m is None:
+                raise ArchiveError(f"{where}: {what} {name} is missing from the archive")
+            return m
+
+        config = member(item["Config"], "config")
+        layers = [
+            _Layer(f"{where} layer {p}", member(p, "layer")) for p in item.get("Layers") or []
+        ]
+        tags = []
+        from cache.refs import try_parse_reference
+
+        for t in item.get("RepoTags") or []:
+            ref = try_parse_reference(t) if isinstance(t, str) else None
+            if ref is None or ref.tag is None:
+                raise ArchiveError(f"{where}: invalid tag {t!r} in RepoTags")
+            tags.append(str(ref))
+        out.append(_PendingImage(config, layers, tags, where))
+    return out
+
+
+def _plan(members: dict[str, _Member]) -> list[_PendingImage]:
+    """The images the archive holds (tags merged by image id), every reference checked."""
+    _verify_blobs(members)
+    has_index = "index.json" in members
+    has_manifest = "manifest.json" in members
+    if not has_index and not has_manifest:
+        raise ArchiveError("not an image archive: it has neither manifest.json nor index.json")
+    images: dict[str, _PendingImage] = {}
+    # Docker loads what manifest.json lists; index.json (OCI) is checked as well when present.
+    lists = []
+    if has_manifest:
+        lists.append(_images_from_manifest_json(members))
+    if has_index:
+        lists.append(_images_from_index(members))
+    for found in lists:
+        for img in found:
+            key = img.config.digest
+            if key in images:
+                for t in img.tags:
+                    if t not in images[key].tags:
+                        images[key].tags.append(t)
+            else:
+                images[key] = img
+    if not images:
+        raise ArchiveError("the archive holds no image")
+    return list(images.values())
+
+
+# --- layers -------------------------------------------------------------------------------------
+
+
+def _config_of(img: _PendingImage) -> dict:
+    config = _read_json(img.config, f"config {img.config.digest}")
+    if not isinstance(config, dict):
+        raise ArchiveError(f"config {img.config.digest} is not a JSON object")
+    rootfs = config.get("rootfs")
+    ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(ids, list) or not all(isinstance(d, str) and is_digest(d) for d in ids):
+        raise ArchiveError(f"config {img.config.digest}: rootfs.diff_ids is missing or invalid")
+    if len(ids) != len(img.layers):
+        raise ArchiveError(
+            f"{img.source}: {len(img.layers)} layers, but config {img.config.digest} lists "
+            f"{len(ids)} diff_ids"
+        )
+    return config
+
+
+def _uncompressed_layer(layer: _Layer, staging: Path) -> tuple[Path, str, int]:
+    """The plain tar of a layer (decompressed into staging if needed), its digest and size."""
+    what = f"layer {layer.member.name}"
+    with open(layer.member.path, "rb") as f:
+        head = f.read(8)
+        if sniff_compression(head) is None:
+            return layer.member.path, layer.member.digest, layer.member.size
+        f.seek(0)
+        out = staging / f"plain-{layer.member.digest.split(':', 1)[1]}"
+        if out.exists():
+            return out, str(sha256_file(out)), out.stat().st_size
+        reader, _ = open_decompressed(f, what)
+        try:
+            with open(out, "wb") as o:
+                digest, size = copy_hashing(reader, o)
+        finally:
+            reader.close()
+        return out, digest, size
+
+
+def sha256_file(path: Path) -> str:
+    h = Hasher()
+    with open(path, "rb") as f:
+        while chunk := f.read(COPY_CHUNK):
+            h.update(chunk)
+    return str(h.digest())
+
+
+def _check_layer_content(path: Path, name: str, scratch: Path) -> None:
+    """Apply the layer to an empty scratch dir with the safe applier: it refuses hostile
+    members (escaping names or links, bad whiteouts) and tars that do not end properly."""
+    from cache.applier import apply_layer
+
+    target = scratch / "rootfs"
+    target.mkdir()
+    try:
+        with open(path, "rb") as f:
+            apply_layer(f, target, whiteouts="apply")
+    except PydockError as e:
+        raise ArchiveError(f"layer {name}: {e.message}") from None
+    finally:
+        from cache.staging import remove_tree
+
+        remove_tree(target)
+
+
+# --- load ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _staging(store: Any) -> Iterator[Path]:
+    maker = getattr(store, "tmp_dir", None)
+    if maker is not None:
+        with maker() as d:
+            yield Path(d)
+        return
+    from cache.staging import staging_dir
+
+    with staging_dir(Path(store.root) / "tmp", "load") as d:
+        yield d
+
+
+def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[LoadedImage]:
+    """Load every image of an archive (a path, or a stream such as stdin) into `store`.
+
+    Raises `ArchiveError` (one line naming the problem) leaving the store as it was.
+    """
+    with _staging(store) as staging:
+        if isinstance(source, str | os.PathLike):
+            archive = Path(source)
+            if not archive.is_file():
+                raise ArchiveError(f"{archive}: no such file")
+        else:
+            archive = staging / "stdin.tar"
+            _spool(source, archive)
+        archive = _plain_archive(archive, staging)
+        _screen(archive, staging)
+        files = staging / "files"
+        files.mkdir()
+        members = _extract_members(archive, files)
+        plan = _plan(members)
+        prepared = []
+        checked: dict[str, Path] = {}
+        for img in plan:
+            config = _config_of(img)
+            diff_ids = config["rootfs"]["diff_ids"]
+            layer_files = []
+            for layer, want in zip(img.layers, diff_ids, strict=True):
+                if want in checked:
+                    layer_files.append(checked[want])
+                    continue
+                plain, got, _ = _uncompressed_layer(layer, staging)
+                if got != want:
+                    raise ArchiveError(
+                        f"layer {layer.member.name}: diff_id mismatch (config says {want}, "
+                        f"the uncompressed layer is {got})"
+                    )
+                if not store.has_blob(want):
+                    _check_layer_content(plain, layer.member.name, staging)
+                checked[want] = plain
+                layer_files.append(plain)
+            prepared.append((img, config, layer_files))
+        return _commit(store, prepared)
+
+
+def _commit(store: Any, prepared: list) -> list[LoadedImage]:
+    """Everything is checked: store layers, configs, manifests, then move the tags."""
+    loaded: list[LoadedImage] = []
+    with store.lock():
+        for img, config, layer_files in prepared:
+            diff_ids = config["rootfs"]["diff_ids"]
+            for path, want in zip(layer_files, diff_ids, strict=True):
+                if store.has_blob(want):
+                    continue
+                with open(path, "rb") as f:
+                    info = store.add_layer(f)
+                if str(info.diff_id) != want:
+                    raise ArchiveError(f"layer {want}: stored as {info.diff_id}")
+            config_bytes = img.config.path.read_bytes()
+            # The config keeps its exact bytes, so the image id is the one the archive had.
+            image = store.write_image(config_bytes, diff_ids, tags=img.tags)
+            loaded.append(LoadedImage(str(image.image_id), tuple(img.tags)))
+    return loaded
+
+
+# --- save ---------------------------------------------------------------------------------------
+
+
+def _tar_info(name: str, size: int, *, is_dir: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if is_dir else size
+    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
+    info.mode = 0o755 if is_dir else 0o644
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info
+
+
+class _HashingReader:
+    """Reads a blob file for the tar writer and checks its digest once all of it was read."""
+
+    def __init__(self, f: BinaryIO, digest: str) -> None:
+        self.f = f
+        self.digest = digest
+        self.h = Hasher()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.h.update(data)
+        return data
+
+    def check(self) -> None:
+        if str(self.h.digest()) != self.digest:
+            raise ArchiveError(
+                f"blob {self.digest} in the store is corrupt (hashes to {self.h.digest()})"
+            )
+
+
+def save_images(
+    store: Any, selections: list[tuple[Any, list[str]]], out: BinaryIO, *, fmt: str = "docker"
+) -> None:
+    """Write an archive of images to `out`.
+
+    `selections` are (image, tags to record) pairs, in command-line order; `fmt` is "docker"
+    (Docker >= 25 layout: OCI layout plus manifest.json and repositories) or "oci".
+    """
+    from cache.refs import parse_reference
+
+    if fmt not in ("docker", "oci"):
+        raise ArchiveError(f"unknown archive format {fmt!r} (want docker or oci)")
+    index_descs: list[dict] = []
+    manifest_items: list[dict] = []
+    repositories: dict[str, dict[str, str]] = {}
+    blobs: list[str] = []  # in the order written, no repeats
+
+    def want(d: str) -> None:
+        if d not in blobs:
+            blobs.append(d)
+
+    for image, tags in selections:
+        md = str(image.manifest_digest)
+        manifest_bytes = _store_blob_bytes(store, md)
+        manifest = json.loads(manifest_bytes)
+        config_digest = manifest["config"]["digest"]
+        layer_digests = [ld["digest"] for ld in manifest.get("layers") or []]
+        for d in [md, config_digest, *layer_digests]:
+            want(d)
+        base = {
+            "mediaType": manifest.get("mediaType", MEDIA_MANIFEST),
+            "digest": md,
+            "size": len(manifest_bytes),
+        }
+        refs = [parse_reference(t) for t in tags]
+        if not refs:
+            index_descs.append(base)
+        for ref in refs:
+            tag_name = ref.tag if fmt == "docker" else str(ref)
+            index_descs.append(
+                {
+                    **base,
+                    "annotations": {ANNOTATION_IMAGE_NAME: ref.full, ANNOTATION_REF_NAME: tag_name},
+                }
+            )
+            if layer_digests:
+                repositories.setdefault(ref.familiar_name, {})[ref.tag] = image.diff_ids[-1].split(
+                    ":", 1
+                )[1]
+        manifest_items.append(
+            {
+                "Config": f"blobs/sha256/{config_digest.split(':', 1)[1]}",
+                "RepoTags": [str(r) for r in refs] or None,
+                "Layers": [f"blobs/sha256/{d.split(':', 1)[1]}" for d in layer_digests],
+            }
+        )
+
+    index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": index_descs}
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
+
+        def add_bytes(name: str, data: bytes) -> None:
+            import io
+
+            tf.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+
+        tf.addfile(_tar_info("blobs", 0, is_dir=True))
+        tf.addfile(_tar_info("blobs/sha256", 0, is_dir=True))
+        for d in blobs:
+            path = store.blob_path(d)
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - closed below
+            except FileNotFoundError:
+                raise ArchiveError(f"blob {d} is missing from the store") from None
+            with f:
+                size = os.fstat(f.fileno()).st_size
+                reader = _HashingReader(f, d)
+                tf.addfile(_tar_info(f"blobs/sha256/{d.split(':', 1)[1]}", size), reader)
+                reader.check()
+        add_bytes("index.json", json.dumps(index, separators=(",", ":")).encode())
+        if fmt == "docker":
+            items = []
+            for item in manifest_items:
+                if item["RepoTags"] is None:
+                    item = {k: v for k, v in item.items() if k != "RepoTags"}
+                items.append(item)
+            add_bytes("manifest.json", json.dumps(items, separators=(",", ":")).encode())
+            if repositories:
+                add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
+        add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
+
+
+def _store_blob_bytes(store: Any, digest: str) -> bytes:
+    reader = getattr(store, "read_blob", None)
+    if reader is not None:
+        return reader(digest)
+    data = store.blob_path(digest).read_bytes()
+    if str(sha256_bytes(data)) != digest:
+        raise ArchiveError(f"blob {digest} in the store is corrupt")
+    return data

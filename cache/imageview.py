@@ -1,0 +1,433 @@
+"""Docker-shaped views of stored images: `inspect` JSON, `images` rows, `history` rows.
+
+Everything here reads `Image` records (image id, parsed config, manifest digest, diff ids,
+tags) and the store for layer sizes; nothing writes. The shapes follow what `docker image
+inspect`, `docker images` and `docker history` show, so scripts written against Docker keep
+working. Human-readable sizes and ages are the front end's job: rows carry raw numbers.
+
+`render_template` runs the small Go-template subset that `--format` strings use in practice:
+`{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A 0}}`, `{{index .A "k"}}`,
+`{{join .A ","}}`, `{{lower .A}}`, `{{upper .A}}`, `{{len .A}}`, and `\\t`/`\\n` escapes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from cache.errors import PydockError
+
+# Docker prints "<missing>" for history rows that are not an image of their own.
+MISSING = "<missing>"
+NONE = "<none>"
+
+# Config keys Docker always shows in `inspect`, in Docker's order, with their empty values.
+_CONFIG_KEYS: list[tuple[str, Any]] = [
+    ("Hostname", ""),
+    ("Domainname", ""),
+    ("User", ""),
+    ("AttachStdin", False),
+    ("AttachStdout", False),
+    ("AttachStderr", False),
+    ("ExposedPorts", None),
+    ("Tty", False),
+    ("OpenStdin", False),
+    ("StdinOnce", False),
+    ("Env", None),
+    ("Cmd", None),
+    ("Healthcheck", None),
+    ("ArgsEscaped", None),
+    ("Image", ""),
+    ("Volumes", None),
+    ("WorkingDir", ""),
+    ("Entrypoint", None),
+    ("OnBuild", None),
+    ("Labels", None),
+    ("StopSignal", None),
+    ("Shell", None),
+]
+# Shown only when set (Docker's omitempty fields).
+_OMIT_EMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "StopSignal", "Shell"}
+
+
+class TemplateError(PydockError):
+    """A --format template that this subset cannot run."""
+
+
+class NameNotFound(PydockError):
+    """`inspect` found neither an image nor a container of that name."""
+
+
+# --- small field helpers ----------------------------------------------------------------------
+
+
+def short_id(image_id: str) -> str:
+    """Docker's 12-hex short id of "sha256:<hex>"."""
+    return image_id.split(":", 1)[-1][:12]
+
+
+def parse_created(text: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time (nanosecond fractions tolerated), or None."""
+    if not text or not isinstance(text, str):
+        return None
+    m = re.match(r"(\d{4}-\d\d-\d\d)[T ](\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:?\d\d)?$", text.strip())
+    if not m:
+        return None
+    tz = m.group(4) or "Z"
+    tz = "+00:00" if tz == "Z" else tz
+    try:
+        base = datetime.fromisoformat(f"{m.group(1)}T{m.group(2)}{tz}")
+    except ValueError:
+        return None
+    frac = float("0" + m.group(3)) if m.group(3) else 0.0
+    return base.timestamp() + frac
+
+
+def docker_time(text: str | None) -> str:
+    """Docker's `CreatedAt` form: "2024-01-02 03:04:05 +0000 UTC" ("" when unknown)."""
+    ts = parse_created(text)
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%d %H:%M:%S +0000 UTC")
+
+
+def _repo_and_tag(ref: Any) -> tuple[str, str]:
+    """(repository, tag) of a tag reference in its familiar form ("busybox", "latest")."""
+    text = str(ref)
+    name, tag = text, NONE
+    if "@" in name:
+        name = name.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        name, tag = name[:colon], name[colon + 1 :]
+    t = getattr(ref, "tag", None)
+    if isinstance(t, str) and t:
+        tag = t
+    return name, tag
+
+
+def _tags(image: Any) -> list[str]:
+    return [str(t) for t in (getattr(image, "tags", None) or [])]
+
+
+def layer_sizes(store: Any, image: Any) -> list[int]:
+    """Size in bytes of each layer tar of `image`, oldest first (0 for a missing blob)."""
+    out = []
+    for d in image.diff_ids:
+        try:
+            out.append(store.blob_path(d).stat().st_size)
+        except OSError:
+            out.append(0)
+    return out
+
+
+def image_size(store: Any, image: Any) -> int:
+    """The image's size: the sum of its (uncompressed) layer tars."""
+    return sum(layer_sizes(store, image))
+
+
+def repo_digests(image: Any) -> list[str]:
+    """`name@<manifest digest>` for each repository the image is tagged in (containerd's view)."""
+    md = getattr(image, "manifest_digest", None)
+    if not md:
+        return []
+    seen: list[str] = []
+    for t in _tags(image):
+        repo, _ = _repo_and_tag(t)
+        item = f"{repo}@{md}"
+        if item not in seen:
+            seen.append(item)
+    return seen
+
+
+# --- inspect ------------------------------------------------------------------------------------
+
+
+def _docker_config(cfg: dict) -> dict:
+    out: dict[str, Any] = {}
+    for key, empty in _CONFIG_KEYS:
+        value = cfg.get(key, empty)
+        if key in _OMIT_EMPTY and not value:
+            continue
+        out[key] = value
+    for key, value in cfg.items():  # keep whatever else the config carries
+        if key not in out and key not in _OMIT_EMPTY:
+            out[key] = value
+    return out
+
+
+def inspect_image(store: Any, image: Any) -> dict:
+    """The object `docker image inspect` prints for `image` (one element of its JSON list)."""
+    cfg = image.config
+    history = cfg.get("history") or []
+    return {
+        "Id": image.image_id,
+        "RepoTags": _tags(image),
+        "RepoDigests": repo_digests(image),
+        "Parent": cfg.get("parent", ""),
+        "Comment": cfg.get("comment", "") or _last_comment(history),
+        "Created": cfg.get("created", ""),
+        "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""),
+        "Config": _docker_config(cfg.get("config") or {}),
+        "Architecture": cfg.get("architecture", ""),
+        **({"Variant": cfg["variant"]} if cfg.get("variant") else {}),
+        "Os": cfg.get("os", ""),
+        **({"OsVersion": cfg["os.version"]} if cfg.get("os.version") else {}),
+        "Size": image_size(store, image),
+        "GraphDriver": {"Data": None, "Name": "overlay2"},
+        "RootFS": {
+            "Type": (cfg.get("rootfs") or {}).get("type", "layers"),
+            "Layers": list((cfg.get("rootfs") or {}).get("diff_ids") or image.diff_ids),
+        },
+        "History": history,
+        "Metadata": {"LastTagTime": getattr(image, "last_tag_time", None) or ""},
+        "Descriptor": {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": getattr(image, "manifest_digest", "") or "",
+        },
+    }
+
+
+def _last_comment(history: list) -> str:
+    # Docker's image Comment is the commit message of the last step (`import -m`, `commit -m`);
+    # we keep it in the history entry, as the image config has no such field of its own.
+    if history and isinstance(history[-1], dict):
+        return str(history[-1].get("comment", "") or "")
+    return ""
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageRow:
+    """One line of `pydock images`: raw values, formatted by the front end."""
+
+    repository: str
+    tag: str
+    image_id: str
+    digest: str
+    created: str  # RFC 3339 from the config
+    size: int
+    containers: int | None = None
+    sort_key: float = field(default=0.0, repr=False)
+
+
+def image_rows(store: Any, images: list, *, show_dangling: bool = True) -> list[ImageRow]:
+    """Rows of `images`: one per tag (untagged images as <none> <none>), newest first."""
+    rows: list[ImageRow] = []
+    for image in images:
+        size = image_size(store, image)
+        created = image.config.get("created", "") or ""
+        ts = parse_created(created) or 0.0
+        tags = _tags(image)
+        md = getattr(image, "manifest_digest", "") or NONE
+        if not tags:
+            if show_dangling:
+                rows.append(ImageRow(NONE, NONE, image.image_id, md, created, size, None, ts))
+            continue
+        for t in tags:
+            repo, tag = _repo_and_tag(t)
+            rows.append(ImageRow(repo, tag, image.image_id, md, created, size, None, ts))
+    rows.sort(key=lambda r: (-r.sort_key, r.repository, r.tag))
+    return rows
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryRow:
+    """One line of `pydock history` (newest first): raw values."""
+
+    image: str  # full image id for the top row, MISSING for the others
+    created: str
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+
+
+def history_rows(store: Any, image: Any) -> list[HistoryRow]:
+    """History of `image`, newest first, with each non-empty entry matched to its layer size."""
+    sizes = layer_sizes(store, image)
+    history = [h for h in (image.config.get("history") or []) if isinstance(h, dict)]
+    rows: list[HistoryRow] = []
+    layer = 0
+    for h in history:
+        empty = bool(h.get("empty_layer"))
+        size = 0
+        if not empty:
+            size = sizes[layer] if layer < len(sizes) else 0
+            layer += 1
+        rows.append(
+            HistoryRow(
+                MISSING,
+                str(h.get("created", "") or ""),
+                str(h.get("created_by", "") or ""),
+                size,
+                str(h.get("comment", "") or ""),
+                empty,
+            )
+        )
+    if not rows:
+        # An image without history still has layers: show one row per layer, as Docker does.
+        for size in sizes:
+            rows.append(HistoryRow(MISSING, image.config.get("created", ""), "", size, "", False))
+    rows.reverse()
+    if rows:
+        rows[0].image = image.image_id
+    return rows
+
+
+def history_json(row: HistoryRow, human: Any, since: Any, *, trunc: bool) -> dict:
+    """Docker's `history --format '{{json .}}'` object (human: size formatter, since: age)."""
+    by = row.created_by
+    if trunc and len(by) > 45:
+        by = by[:44] + "…"
+    return {
+        "Comment": row.comment,
+        "CreatedAt": _rfc3339(row.created),
+        "CreatedBy": by,
+        "CreatedSince": since(row.created),
+        "ID": row.image if not trunc or row.image == MISSING else short_id(row.image),
+        "Size": human(row.size),
+    }
+
+
+def _rfc3339(text: str) -> str:
+    ts = parse_created(text)
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- Go-template subset -------------------------------------------------------------------------
+
+_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|[^\s]+')
+
+
+def go_value(value: Any) -> str:
+    """How Go's text/template prints a value (fmt's %v): [a b], map[k:v], <nil>."""
+    if value is None:
+        return "<nil>"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(go_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value)) + "]"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _lookup(data: Any, path: str) -> Any:
+    if path == ".":
+        return data
+    cur = data
+    for part in path.strip(".").split("."):
+        if isinstance(cur, dict):
+            if part in cur:
+                cur = cur[part]
+                continue
+            # Go's struct fields are case-sensitive; be forgiving with Docker's JSON names.
+            match = [k for k in cur if k.lower() == part.lower()]
+            if match:
+                cur = cur[match[0]]
+                continue
+            raise TemplateError(f"template: can't evaluate field {part}")
+        raise TemplateError(f"template: can't evaluate field {part} in type {type(cur).__name__}")
+    return cur
+
+
+def _arg(data: Any, tok: str) -> Any:
+    if tok.startswith("."):
+        return _lookup(data, tok)
+    if tok.startswith('"'):
+        return json.loads(tok)
+    if tok.startswith("`"):
+        return tok[1:-1]
+    if re.fullmatch(r"-?\d+", tok):
+        return int(tok)
+    raise TemplateError(f"template: unexpected {tok!r}")
+
+
+def _call(data: Any, expr: str) -> str:
+    toks = _TOKEN.findall(expr)
+    if not toks:
+        raise TemplateError("template: empty action {{}}")
+    fn, args = toks[0], toks[1:]
+    if fn.startswith("."):
+        if args:
+            raise TemplateError(f"template: {fn} is not a function")
+        return go_value(_lookup(data, fn))
+    vals = [_arg(data, a) for a in args]
+    if fn == "json":
+        return json.dumps(vals[0] if vals else data, separators=(",", ":"), ensure_ascii=False)
+    if fn == "index" and len(vals) >= 2:
+        cur = vals[0]
+        for key in vals[1:]:
+            try:
+                cur = cur[key]
+            except (KeyError, IndexError, TypeError):
+                raise TemplateError(f"template: index of {key!r}: no such entry") from None
+        return go_value(cur)
+    if fn == "join" and len(vals) == 2:
+        return str(vals[1]).join(go_value(v) for v in (vals[0] or []))
+    if fn in ("lower", "upper", "title") and len(vals) == 1:
+        return getattr(go_value(vals[0]), fn)()
+    if fn == "len" and len(vals) == 1:
+        return str(len(vals[0] or []))
+    if fn == "println":
+        return " ".join(go_value(v) for v in vals) + "\n"
+    raise TemplateError(f'template: function "{fn}" not supported here')
+
+
+def render_template(template: str, data: Any) -> str:
+    """Run a `--format` template over `data` (a dict as Docker's JSON shows it)."""
+    text = template.replace("\\t", "\t").replace("\\n", "\n")
+    out: list[str] = []
+    pos = 0
+    for m in _ACTION.finditer(text):
+        out.append(text[pos : m.start()])
+        out.append(_call(data, m.group(1)))
+        pos = m.end()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def template_headers(template: str) -> tuple[bool, str]:
+    """(is_table, body) for a format: "table {{.ID}}\\t{{.Size}}" -> (True, "{{.ID}}\\t{{.Size}}")."""
+    stripped = template.lstrip()
+    if stripped.startswith("table"):
+        return True, stripped[len("table") :].lstrip()
+    return False, template
+
+
+def header_for(body: str) -> str:
+    """The header line Docker prints for a `table` format: field names in capitals."""
+    names = {
+        "ID": "IMAGE ID",
+        "Repository": "REPOSITORY",
+        "Tag": "TAG",
+        "Digest": "DIGEST",
+        "CreatedSince": "CREATED",
+        "CreatedAt": "CREATED AT",
+        "Size": "SIZE",
+        "CreatedBy": "CREATED BY",
+        "Comment": "COMMENT",
+    }
+
+    def repl(m: re.Match) -> str:
+        expr = m.group(1).strip()
+        key = expr.lstrip(".").split(".")[-1] if expr.startswith(".") else expr
+        return names.get(key, key.upper())
+
+    return _ACTION.sub(repl, body.replace("\\t", "\t").replace("\\n", "\n"))

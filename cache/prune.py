@@ -1,0 +1,309 @@
+"""`pydock system df` and `pydock system prune`: what the store holds, and removing what no one uses.
+
+References are followed from three kinds of roots:
+
+- images kept in index.json (tagged, or untagged ones that `prune` does not remove): their
+  manifest, config and layer blobs, and the unpacked layers of their chains;
+- containers (ROOT/containers/<id>/config.json: `Image` = image id, `DiffIDs` = its layers,
+  oldest first): the image stays (an image a container uses is never pruned), and so do the
+  layer blobs and unpacked chains its overlay root is made of;
+- build-cache entries (ROOT/buildcache/<key>.json): every sha256 digest an entry mentions
+  (its result layer, its parent) keeps that blob.
+
+Everything else under blobs/, layers/ and l/ is garbage. `prune` removes untagged images
+that no container uses (with `all_images`, every image no container uses), build-cache entries
+whose layer is no longer stored or that no kept image builds on (with `all_images`, all of
+them), then unreferenced blobs and unpacked layers, all under the store lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cache.digest import chain_ids
+
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
+
+
+@dataclass
+class ContainerRef:
+    """What a container record pins: its image id, layers and named volumes."""
+
+    id: str
+    image_id: str
+    diff_ids: list[str]
+    running: bool
+    volumes: list[str]
+    dir: Path
+
+
+@dataclass
+class DfRow:
+    """One line of `system df`: sizes in bytes."""
+
+    kind: str
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass
+class PruneReport:
+    """What `prune` did: images untagged/deleted, and bytes freed."""
+
+    untagged: list[str] = field(default_factory=list)
+    deleted_images: list[str] = field(default_factory=list)
+    deleted_blobs: int = 0
+    deleted_layers: int = 0
+    deleted_cache_entries: int = 0
+    reclaimed: int = 0
+
+
+# --- reading the roots --------------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, "rb") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def containers(root: Path) -> list[ContainerRef]:
+    """Every container record under ROOT/containers (unreadable ones are skipped)."""
+    out = []
+    cdir = Path(root) / "containers"
+    try:
+        names = sorted(os.listdir(cdir))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if name.startswith("."):
+            continue
+        cfg = _read_json(cdir / name / "config.json")
+        if not isinstance(cfg, dict):
+            continue
+        state = _read_json(cdir / name / "state.json") or {}
+        status = state.get("status", state.get("Status", "")) if isinstance(state, dict) else ""
+        vols = [
+            m.get("Name")
+            for m in cfg.get("Mounts") or []
+            if isinstance(m, dict) and m.get("Type") == "volume" and m.get("Name")
+        ]
+        diff_ids = [d for d in cfg.get("DiffIDs") or [] if isinstance(d, str)]
+        out.append(
+            ContainerRef(
+                str(cfg.get("Id", name)),
+                str(cfg.get("Image", "") or cfg.get("ImageID", "")),
+                diff_ids,
+                str(status).lower() in ("running", "paused", "restarting"),
+                vols,
+                cdir / name,
+            )
+        )
+    return out
+
+
+def cache_entries(root: Path) -> list[tuple[Path, set[str]]]:
+    """(path, sha256 digests mentioned) of every build-cache entry."""
+    out = []
+    bdir = Path(root) / "buildcache"
+    try:
+        names = sorted(os.listdir(bdir))
+    except FileNotFoundError:
+        return out
+    for name in names:
+        if not name.endswith(".json"):
+            continue
+        path = bdir / name
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        out.append((path, set(_DIGEST_RE.findall(text))))
+    return out
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files under `path` (not following links, each inode once)."""
+    total = 0
+    seen: set[tuple[int, int]] = set()
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for n in filenames:
+            try:
+                st = os.lstat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            if st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    continue
+                seen.add(key)
+            if (st.st_mode & 0o170000) == 0o100000:
+                total += st.st_size
+    return total
+
+
+def _image_blobs(image: Any) -> set[str]:
+    m = image.manifest or {}
+    out = {str(image.manifest_digest), str(image.image_id)}
+    for ld in m.get("layers") or []:
+        if isinstance(ld, dict) and isinstance(ld.get("digest"), str):
+            out.add(ld["digest"])
+    return out
+
+
+# --- system df ----------------------------------------------------------------------------------
+
+
+def disk_usage(store: Any) -> list[DfRow]:
+    """The four rows of `docker system df`: Images, Containers, Local Volumes, Build Cache."""
+    root = Path(store.root)
+    images = store.list_images()
+    ctrs = containers(root)
+    used_ids = {c.image_id for c in ctrs}
+    layer_size: dict[str, int] = {}
+    for img in images:
+        for d, s in zip(img.diff_ids, img.layer_sizes or [0] * len(img.diff_ids), strict=False):
+            layer_size[str(d)] = s
+    active_layers = {str(d) for img in images if img.image_id in used_ids for d in img.diff_ids}
+    img_total = sum(layer_size.values())
+    img_reclaim = sum(s for d, s in layer_size.items() if d not in active_layers)
+    active_images = sum(1 for img in images if img.image_id in used_ids)
+
+    c_sizes = [(c, tree_size(c.dir / "upper")) for c in ctrs]
+    c_total = sum(s for _, s in c_sizes)
+    c_reclaim = sum(s for c, s in c_sizes if not c.running)
+
+    vroot = root / "volumes"
+    vols = []
+    with contextlib.suppress(FileNotFoundError):
+        vols = sorted(n for n in os.listdir(vroot) if (vroot / n).is_dir())
+    used_vols = {v for c in ctrs for v in c.volumes}
+    v_sizes = {v: tree_size(vroot / v) for v in vols}
+
+    image_layers = set(layer_size)
+    cache = cache_entries(root)
+    cache_only: dict[str, int] = {}
+    for _, digests in cache:
+        for d in digests:
+            if d not in image_layers and d not in cache_only and store.has_blob(d):
+                cache_only[d] = store.blob_size(d)
+    cache_size = sum(cache_only.values())
+    return [
+        DfRow("Images", len(images), active_images, img_total, img_reclaim),
+        DfRow("Containers", len(ctrs), sum(1 for c in ctrs if c.running), c_total, c_reclaim),
+        DfRow(
+            "Local Volumes",
+            len(vols),
+            sum(1 for v in vols if v in used_vols),
+            sum(v_sizes.values()),
+            sum(s for v, s in v_sizes.items() if v not in used_vols),
+        ),
+        DfRow("Build Cache", len(cache), 0, cache_size, cache_size),
+    ]
+
+
+# --- system prune -------------------------------------------------------------------------------
+
+
+def prune(store: Any, *, all_images: bool = False) -> PruneReport:
+    """Remove unused images, build-cache entries, blobs and unpacked layers (see module doc)."""
+    report = PruneReport()
+    root = Path(store.root)
+    with store.lock():
+        ctrs = containers(root)
+        used_ids = {c.image_id for c in ctrs}
+        # 1. images
+        for img in store.list_images():
+            if img.image_id in used_ids:
+                continue
+            if img.tags and not all_images:
+                continue
+            for t in img.tags:
+                report.untagged.append(t)
+            store.remove_image(img)
+            report.deleted_images.append(str(img.image_id))
+        kept = store.list_images()
+        keep_blobs: set[str] = set()
+        keep_chains: set[str] = set()
+        for img in kept:
+            keep_blobs |= _image_blobs(img)
+            keep_chains |= {str(c) for c in chain_ids(img.diff_ids)}
+        for c in ctrs:
+            keep_blobs |= set(c.diff_ids)
+            keep_blobs.add(c.image_id)
+            with contextlib.suppress(Exception):
+                keep_chains |= {str(ch) for ch in chain_ids(c.diff_ids)}
+        # 2. build cache: without -a an entry survives while the layer it made is stored and
+        # is a layer of some kept image or container (entries that made no layer survive too);
+        # with -a every entry goes. What a surviving entry mentions stays stored.
+        image_layers = {str(d) for img in kept for d in img.diff_ids}
+        image_layers |= {d for c in ctrs for d in c.diff_ids}
+        for path, digests in cache_entries(root):
+            entry = _read_json(path)
+            result = entry.get("result") if isinstance(entry, dict) else None
+            made = result.get("diff_id") if isinstance(result, dict) else None
+            dangling = bool(made) and (made not in image_layers or not store.has_blob(made))
+            if all_images or entry is None or dangling:
+                with contextlib.suppress(FileNotFoundError):
+                    size = path.stat().st_size
+                    path.unlink()
+                    report.reclaimed += size
+                    report.deleted_cache_entries += 1
+                continue
+            keep_blobs |= digests
+        _drop_stale_families(root)
+        # 3. blobs
+        for d in store.blobs.digests():
+            if str(d) in keep_blobs:
+                continue
+            try:
+                size = store.blob_size(d)
+            except Exception:  # noqa: BLE001 - vanished meanwhile
+                size = 0
+            if store.blobs.remove(d):
+                report.deleted_blobs += 1
+                report.reclaimed += size
+        # 4. unpacked layers (and their l/ links)
+        for u in store.all_unpacked():
+            if str(u.chain_id) in keep_chains:
+                continue
+            size = tree_size(u.path)
+            if store.layers.remove_unpacked(str(u.chain_id)):
+                report.deleted_layers += 1
+                report.reclaimed += size
+        _drop_dangling_links(root)
+        with contextlib.suppress(Exception):
+            store.clean_tmp()
+    return report
+
+
+def _drop_stale_families(root: Path) -> None:
+    # buildcache/family/<key> files name an entry; those whose entry is gone mean nothing.
+    fam = root / "buildcache" / "family"
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(fam):
+            p = fam / name
+            with contextlib.suppress(OSError):
+                key = p.read_text().strip()
+                if not (root / "buildcache" / f"{key}.json").exists():
+                    p.unlink()
+
+
+def _drop_dangling_links(root: Path) -> None:
+    ldir = root / "l"
+    with contextlib.suppress(FileNotFoundError):
+        for name in os.listdir(ldir):
+            p = ldir / name
+            if p.is_symlink() and not p.exists():
+                with contextlib.suppress(OSError):
+                    p.unlink()

@@ -1,0 +1,713 @@
+"""pydock's image commands: images, image, tag, rmi, history, import, save, load, system,
+bootstrap, inspect.
+
+Argument parsing and rendering only: the work is done by cache/ (store, archive, importer,
+imageview, prune, bootstrap). Imports of those happen inside the handlers so that
+`pydock images` stays quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from cache.errors import PydockError
+
+
+class CommandError(PydockError):
+    """A user error found by the command line itself (a conflict, a refused request)."""
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from cache.store import Store
+    from frontend.cli import store_root
+
+    return Store.open(store_root(args))
+
+
+def _root(args: argparse.Namespace) -> str:
+    from frontend.cli import store_root
+
+    return store_root(args)
+
+
+def _since(created: str) -> str:
+    import time
+
+    from cache.imageview import parse_created
+    from frontend.render import human_duration
+
+    ts = parse_created(created)
+    if ts is None:
+        return "N/A"
+    return human_duration(max(0.0, time.time() - ts)) + " ago"
+
+
+def _human(n: int) -> str:
+    from frontend.render import human_size
+
+    return human_size(n)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+
+
+def _err(line: str) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"pydock: error: {line}\n")
+
+
+def _print_formatted(
+    fmt: str, objects: list[dict], default_headers: list[str] | None = None
+) -> None:
+    """Print objects with a --format: "json", "table", "table TEMPLATE" or a Go template."""
+    from cache.imageview import header_for, render_template, template_headers
+
+    if fmt == "json":
+        for obj in objects:
+            _write(json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n")
+        return
+    is_table, body = template_headers(fmt)
+    if is_table and not body:
+        raise CommandError("--format table needs a template, or use the default table output")
+    lines = [render_template(body, obj) for obj in objects]
+    if is_table:
+        from frontend.render import print_table
+
+        headers = header_for(body).split("\t")
+        rows = [line.split("\t") for line in lines]
+        width = len(headers)
+        rows = [(r + [""] * width)[:width] for r in rows]
+        print_table(headers, rows)
+        return
+    _write("".join(line + "\n" for line in lines))
+
+
+# --- images -------------------------------------------------------------------------------------
+
+
+def _image_json(row: Any, *, no_trunc: bool) -> dict:
+    """Docker's `images --format '{{json .}}'` object (keys sorted as Go's map prints them)."""
+    from cache.imageview import docker_time, short_id
+
+    return {
+        "Containers": "N/A" if row.containers is None else str(row.containers),
+        "CreatedAt": docker_time(row.created),
+        "CreatedSince": _since(row.created),
+        "Digest": row.digest,
+        "ID": row.image_id if no_trunc else short_id(row.image_id),
+        "Repository": row.repository,
+        "SharedSize": "N/A",
+        "Size": _human(row.size),
+        "Tag": row.tag,
+        "UniqueSize": "N/A",
+        "VirtualSize": _human(row.size),
+    }
+
+
+def _matches(row: Any, pattern: str | None) -> bool:
+    if not pattern:
+        return True
+    import fnmatch
+
+    repo, _, tag = (
+        pattern.rpartition(":") if ":" in pattern.rsplit("/", 1)[-1] else (pattern, "", "")
+    )
+    if not repo:
+        repo, tag = pattern, ""
+    if repo.startswith("docker.io/"):
+        repo = repo[len("docker.io/") :].removeprefix("library/")
+    if not fnmatch.fnmatchcase(row.repository, repo):
+        return False
+    return not tag or fnmatch.fnmatchcase(row.tag, tag)
+
+
+def _filters(values: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for v in values or []:
+        key, eq, value = v.partition("=")
+        if not eq or key not in ("dangling", "reference"):
+            raise CommandError(
+                f"invalid filter {v!r} (supported: dangling=true|false, reference=PATTERN)"
+            )
+        out.setdefault(key, []).append(value)
+    return out
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    from cache.imageview import image_rows, short_id
+
+    store = _store(args)
+    rows = image_rows(store, store.list_images())
+    rows = [r for r in rows if _matches(r, args.repository)]
+    filters = _filters(args.filter)
+    for value in filters.get("dangling", []):
+        want = value.lower() in ("true", "1")
+        rows = [r for r in rows if (r.tag == "<none>" and r.repository == "<none>") == want]
+    for pattern in filters.get("reference", []):
+        rows = [r for r in rows if _matches(r, pattern)]
+    if args.quiet:
+        seen: list[str] = []
+        for r in rows:
+            ident = r.image_id if args.no_trunc else short_id(r.image_id)
+            if ident not in seen:  # one line per image, as `docker images -q` in practice
+                seen.append(ident)
+        _write("".join(s + "\n" for s in seen))
+        return 0
+    if args.format:
+        _print_formatted(args.format, [_image_json(r, no_trunc=args.no_trunc) for r in rows])
+        return 0
+    from frontend.render import print_table
+
+    headers = (
+        ["REPOSITORY", "TAG"]
+        + (["DIGEST"] if args.digests else [])
+        + ["IMAGE ID", "CREATED", "SIZE"]
+    )
+    table = []
+    for r in rows:
+        cells = [r.repository, r.tag]
+        if args.digests:
+            cells.append(r.digest)
+        cells += [
+            r.image_id if args.no_trunc else short_id(r.image_id),
+            _since(r.created),
+            _human(r.size),
+        ]
+        table.append(cells)
+    print_table(headers, table)
+    return 0
+
+
+def _add_images_parser(sub: Any, name: str, aliases: list[str] | None = None) -> None:
+    p = sub.add_parser(name, aliases=aliases or [], help="list images")
+    p.add_argument("repository", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument("-a", "--all", action="store_true", help="show all images")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--digests", action="store_true", help="show digests")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument(
+        "--format", help="json, table, or a Go template such as '{{.Repository}}:{{.Tag}}'"
+    )
+    p.add_argument(
+        "-f", "--filter", action="append", default=[], help="dangling=true|false, reference=PATTERN"
+    )
+    p.set_defaults(func=cmd_images)
+
+
+# --- tag / rmi ----------------------------------------------------------------------------------
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    store = _store(args)
+    image = store.get_image(args.source)
+    store.tag_image(image, args.target)
+    return 0
+
+
+def _container_users(root: str) -> dict[str, list[Any]]:
+    from pathlib import Path
+
+    from cache.prune import containers
+
+    users: dict[str, list[Any]] = {}
+    for c in containers(Path(root)):
+        users.setdefault(c.image_id, []).append(c)
+    return users
+
+
+def remove_image(store: Any, name: str, *, force: bool, users: dict[str, list[Any]]) -> list[str]:
+    """Docker's `rmi` of one name: untag when other tags remain, else delete; the lines to print."""
+    from cache.errors import ImageNotFound
+    from cache.refs import try_parse_reference
+
+    image = store.get_image(name)
+    ref = try_parse_reference(name)
+    by_tag = ref is not None and ref.digest is None and str(ref) in image.tags
+    using = users.get(str(image.image_id), [])
+    lines: list[str] = []
+    if by_tag and len(image.tags) > 1:
+        store.untag(str(ref))
+        return [f"Untagged: {ref}"]
+    if not by_tag and len(image.tags) > 1 and not force:
+        raise CommandError(
+            f"conflict: unable to delete {image.short_id} (must be forced) - image is referenced "
+            "in multiple repositories"
+        )
+    if using:
+        running = [c for c in using if c.running]
+        if running:
+            raise CommandError(
+                f"conflict: unable to delete {image.short_id} (cannot be forced) - image is being "
+                f"used by running container {running[0].id[:12]}"
+            )
+        if not force:
+            what = f'repository reference "{name}"' if by_tag else image.short_id
+            raise CommandError(
+                f"conflict: unable to remove {what} (must force) - container {using[0].id[:12]} "
+                f"is using its referenced image {image.short_id}"
+            )
+    for t in image.tags:
+        lines.append(f"Untagged: {t}")
+    try:
+        store.remove_image(image)
+    except ImageNotFound:
+        pass
+    lines.append(f"Deleted: {image.image_id}")
+    return lines
+
+
+def cmd_rmi(args: argparse.Namespace) -> int:
+    store = _store(args)
+    users = _container_users(_root(args))
+    status = 0
+    for name in args.images:
+        try:
+            lines = remove_image(store, name, force=args.force, users=users)
+        except PydockError as e:
+            _err(e.message)
+            status = 1
+            continue
+        _write("".join(line + "\n" for line in lines))
+    return status
+
+
+# --- history ------------------------------------------------------------------------------------
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from cache.imageview import MISSING, history_json, history_rows, short_id
+
+    store = _store(args)
+    image = store.get_image(args.image)
+    rows = history_rows(store, image)
+    trunc = not args.no_trunc
+    if args.quiet:
+        for r in rows:
+            ident = r.image if (r.image == MISSING or not trunc) else short_id(r.image)
+            _write(ident + "\n")
+        return 0
+    if args.format:
+        objs = [history_json(r, _human, _since, trunc=trunc) for r in rows]
+        _print_formatted(args.format, objs)
+        return 0
+    from frontend.render import print_table
+
+    table = []
+    for r in rows:
+        by = r.created_by.replace("\t", " ")
+        if trunc:
+            by = by.replace("\n", " ")
+            if len(by) > 45:
+                by = by[:44] + "…"
+        ident = r.image if (r.image == MISSING or not trunc) else short_id(r.image)
+        table.append([ident, _since(r.created), by, _human(r.size), r.comment])
+    print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table)
+    return 0
+
+
+# --- inspect ------------------------------------------------------------------------------------
+
+
+def _container_json(c: Any) -> dict:
+    """Docker-shaped container inspect, from the containers helper when it offers one."""
+    for attr in ("inspect", "inspect_json", "to_inspect"):
+        fn = getattr(c, attr, None)
+        if callable(fn):
+            return fn()
+    try:
+        import executor.containers as ec
+
+        fn = getattr(ec, "inspect_container", None) or getattr(ec, "inspect", None)
+        if callable(fn):
+            return fn(c)
+    except ImportError:
+        pass
+    from dataclasses import asdict
+
+    st = c.state
+    state = asdict(st) if hasattr(st, "__dataclass_fields__") else {}
+    from executor.containers import rfc3339 as to_time
+    return {
+        "Id": c.id,
+        "Created": to_time(c.created) if isinstance(c.created, int | float) else c.created,
+        "Path": c.path,
+        "Args": c.args,
+        "State": {
+            "Status": state.get("status", ""),
+            "Running": state.get("status") == "running",
+            "Paused": state.get("status") == "paused",
+            "OOMKilled": state.get("oom_killed", False),
+            "Dead": state.get("status") == "dead",
+            "Pid": state.get("pid", 0),
+            "ExitCode": state.get("exit_code", 0),
+            "Error": state.get("error", ""),
+            "StartedAt": to_time(state.get("started_at", 0)),
+            "FinishedAt": to_time(state.get("finished_at", 0)),
+        },
+        "Image": c.image_id,
+        "Name": "/" + c.name.lstrip("/"),
+        "RestartCount": state.get("restart_count", 0),
+        "HostConfig": c.host_config,
+        "Mounts": c.mounts,
+        "Config": {**c.config, "Image": c.image_name},
+    }
+
+
+def _find_container(root: str, name: str) -> Any:
+    try:
+        from executor.containers import ContainerStore
+    except ImportError:
+        return None
+    try:
+        return ContainerStore(root).find(name)
+    except PydockError:
+        return None
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from cache.errors import BadReference, ImageNotFound
+    from cache.imageview import inspect_image
+
+    store = _store(args)
+    root = _root(args)
+    kind = getattr(args, "type", None) or getattr(args, "forced_type", None)
+    results: list[dict] = []
+    status = 0
+    for name in args.names:
+        obj = None
+        if kind in (None, "container"):
+            c = _find_container(root, name)
+            if c is not None:
+                obj = _container_json(c)
+        if obj is None and kind in (None, "image"):
+            try:
+                obj = inspect_image(store, store.get_image(name))
+            except (ImageNotFound, BadReference):
+                obj = None
+        if obj is None:
+            what = {"image": "image", "container": "container"}.get(kind or "", "object")
+            _err(f"No such {what}: {name}")
+            status = 1
+            continue
+        results.append(obj)
+    if args.format:
+        from cache.imageview import render_template
+
+        if args.format == "json":
+            _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
+        else:
+            for obj in results:
+                _write(render_template(args.format, obj) + "\n")
+    else:
+        _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
+    return status
+
+
+# --- import / save / load -----------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from cache.importer import import_rootfs
+
+    store = _store(args)
+    if args.file == "-":
+        image = import_rootfs(
+            store,
+            sys.stdin.buffer,
+            tag=args.reference,
+            changes=args.change,
+            message=args.message,
+            source_name="-",
+        )
+    else:
+        image = import_rootfs(
+            store, args.file, tag=args.reference, changes=args.change, message=args.message
+        )
+    _write(f"{image.image_id}\n")
+    return 0
+
+
+def _save_selection(store: Any, names: list[str]) -> list[tuple[Any, list[str]]]:
+    """(image, tags) per name, as `docker save`: a tag saves that tag, a bare repository name
+    saves all its tags, an id saves the image untagged."""
+    from cache.refs import try_parse_reference
+
+    out: dict[str, tuple[Any, list[str]]] = {}
+    for name in names:
+        ref = try_parse_reference(name, default_tag=False)
+        pairs: list[tuple[Any, str | None]] = []
+        if ref is not None and ref.tag is None and ref.digest is None:
+            for img in store.list_images():
+                for t in img.tags:
+                    tref = try_parse_reference(t)
+                    if tref is not None and tref.name == ref.name:
+                        pairs.append((img, t))
+        if not pairs:
+            img = store.get_image(name)
+            tagged = (
+                ref is not None and ref.digest is None and str(ref.with_default_tag()) in img.tags
+            )
+            pairs.append((img, str(ref.with_default_tag()) if tagged else None))
+        for img, t in pairs:
+            entry = out.setdefault(str(img.image_id), (img, []))
+            if t and t not in entry[1]:
+                entry[1].append(t)
+    return list(out.values())
+
+
+def cmd_save(args: argparse.Namespace) -> int:
+    import os
+
+    from cache.archive import save_images
+
+    store = _store(args)
+    selection = _save_selection(store, args.images)
+    if not args.output:
+        if sys.stdout.isatty():
+            raise CommandError(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+            )
+        sys.stdout.flush()
+        save_images(store, selection, sys.stdout.buffer, fmt=args.format)
+        sys.stdout.buffer.flush()
+        return 0
+    out_path = os.path.abspath(args.output)
+    tmp = f"{out_path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            save_images(store, selection, f, fmt=args.format)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except OSError as e:
+        raise CommandError(f"{args.output}: {e.strerror}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from cache.archive import load_archive
+
+    store = _store(args)
+    if args.input:
+        loaded = load_archive(store, args.input)
+    else:
+        if sys.stdin.isatty():
+            raise CommandError("requested load from stdin, but stdin is empty")
+        loaded = load_archive(store, sys.stdin.buffer)
+    for img in loaded:
+        if img.tags:
+            for t in img.tags:
+                _write(f"Loaded image: {t}\n")
+        else:
+            _write(f"Loaded image ID: {img.image_id}\n")
+    return 0
+
+
+# --- system -------------------------------------------------------------------------------------
+
+
+def cmd_system_df(args: argparse.Namespace) -> int:
+    from cache.prune import disk_usage
+
+    rows = disk_usage(_store(args))
+    if args.format:
+        objs = [
+            {
+                "Active": str(r.active),
+                "Reclaimable": _reclaim(r),
+                "Size": _human(r.size),
+                "TotalCount": str(r.total),
+                "Type": r.kind,
+            }
+            for r in rows
+        ]
+        _print_formatted(args.format, objs)
+        return 0
+    from frontend.render import print_table
+
+    print_table(
+        ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+        [[r.kind, str(r.total), str(r.active), _human(r.size), _reclaim(r)] for r in rows],
+    )
+    return 0
+
+
+def _reclaim(r: Any) -> str:
+    pct = int(round(100.0 * r.reclaimable / r.size)) if r.size else 0
+    return f"{_human(r.reclaimable)} ({pct}%)" if r.kind != "Build Cache" else _human(r.reclaimable)
+
+
+def _confirm(text: str) -> bool:
+    sys.stdout.write(text + "\nAre you sure you want to continue? [y/N] ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline().strip().lower()
+    return answer in ("y", "yes")
+
+
+def cmd_system_prune(args: argparse.Namespace) -> int:
+    from cache.prune import prune
+
+    if not args.force:
+        what = (
+            "all images without at least one container associated to them"
+            if args.all
+            else "all dangling images"
+        )
+        cache = "all build cache" if args.all else "unused build cache"
+        if not _confirm(f"WARNING! This will remove:\n  - {what}\n  - {cache}"):
+            return 0
+    report = prune(_store(args), all_images=args.all)
+    if report.deleted_images:
+        _write("Deleted Images:\n")
+        for t in report.untagged:
+            _write(f"untagged: {t}\n")
+        for d in report.deleted_images:
+            _write(f"deleted: {d}\n")
+        _write("\n")
+    if report.deleted_cache_entries:
+        _write(f"Deleted build cache objects: {report.deleted_cache_entries}\n\n")
+    _write(f"Total reclaimed space: {_human(report.reclaimed)}\n")
+    return 0
+
+
+# --- bootstrap ----------------------------------------------------------------------------------
+
+
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    from cache.bootstrap import make_busybox
+
+    store = _store(args)
+    image = make_busybox(store, args.busybox, tag=args.tag)
+    _write(f"{args.tag} {image.image_id}\n")
+    return 0
+
+
+# --- registration -------------------------------------------------------------------------------
+
+
+def _add_rmi(sub: Any, name: str, aliases: list[str] | None = None) -> None:
+    p = sub.add_parser(name, aliases=aliases or [], help="remove images")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-f", "--force", action="store_true", help="force removal of the image")
+    p.add_argument("--no-prune", action="store_true", help="accepted for compatibility")
+    p.set_defaults(func=cmd_rmi)
+
+
+def _add_tag(sub: Any) -> None:
+    p = sub.add_parser("tag", help="create a tag TARGET_IMAGE that refers to SOURCE_IMAGE")
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=cmd_tag)
+
+
+def _add_history(sub: Any) -> None:
+    p = sub.add_parser("history", help="show the history of an image")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
+    p.add_argument("--format", help="json, table, or a Go template")
+    p.add_argument("-H", "--human", default=True, help="accepted for compatibility")
+    p.set_defaults(func=cmd_history)
+
+
+def _add_import(sub: Any) -> None:
+    p = sub.add_parser("import", help="import a root filesystem tarball as an image")
+    p.add_argument("file", metavar="file|-")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+    p.add_argument(
+        "-c", "--change", action="append", default=[], help="apply a Dockerfile instruction"
+    )
+    p.add_argument("-m", "--message", help="commit message for the imported image")
+    p.add_argument(
+        "--platform", help="accepted for compatibility (this machine's platform is used)"
+    )
+    p.set_defaults(func=cmd_import)
+
+
+def _add_save(sub: Any) -> None:
+    p = sub.add_parser("save", help="save images to a tar archive")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("-o", "--output", help="write to a file instead of stdout")
+    p.add_argument("--format", choices=["docker", "oci"], default="docker", help="archive format")
+    p.set_defaults(func=cmd_save)
+
+
+def _add_load(sub: Any) -> None:
+    p = sub.add_parser("load", help="load images from a tar archive or stdin")
+    p.add_argument("-i", "--input", help="read from a tar archive file instead of stdin")
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress the load output")
+    p.set_defaults(func=cmd_load)
+
+
+def _add_inspect(sub: Any, name: str = "inspect", forced: str | None = None) -> None:
+    p = sub.add_parser(name, help="return low-level information on images or containers")
+    p.add_argument("names", nargs="+", metavar="NAME")
+    p.add_argument("-f", "--format", help="format the output with a Go template, or json")
+    if forced is None:
+        p.add_argument("--type", choices=["image", "container"], help="only this kind of object")
+    p.set_defaults(func=cmd_inspect, forced_type=forced)
+
+
+def _add_prune(sub: Any, name: str) -> None:
+    p = sub.add_parser(name, help="remove unused data")
+    p.add_argument(
+        "-a", "--all", action="store_true", help="remove all unused images, not just dangling ones"
+    )
+    p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
+    p.set_defaults(func=cmd_system_prune)
+
+
+def register(subparsers: Any) -> None:
+    """Add the image commands to pydock's sub-command parser."""
+    _add_images_parser(subparsers, "images")
+    _add_tag(subparsers)
+    _add_rmi(subparsers, "rmi")
+    _add_history(subparsers)
+    _add_import(subparsers)
+    _add_save(subparsers)
+    _add_load(subparsers)
+    _add_inspect(subparsers)
+
+    image = subparsers.add_parser("image", help="manage images")
+    isub = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=type(image))
+    _add_images_parser(isub, "ls", aliases=["list"])
+    _add_rmi(isub, "rm", aliases=["remove"])
+    _add_inspect(isub, "inspect", forced="image")
+    _add_history(isub)
+    _add_import(isub)
+    _add_save(isub)
+    _add_load(isub)
+    _add_tag(isub)
+    _add_prune(isub, "prune")
+    image.set_defaults(func=lambda a: (image.print_help(), 1)[1])
+
+    system = subparsers.add_parser("system", help="manage pydock")
+    ssub = system.add_subparsers(
+        dest="system_command", metavar="COMMAND", parser_class=type(system)
+    )
+    df = ssub.add_parser("df", help="show disk usage")
+    df.add_argument("-v", "--verbose", action="store_true", help="accepted for compatibility")
+    df.add_argument("--format", help="json, table, or a Go template")
+    df.set_defaults(func=cmd_system_df)
+    _add_prune(ssub, "prune")
+    system.set_defaults(func=lambda a: (system.print_help(), 1)[1])
+
+    boot = subparsers.add_parser("bootstrap", help="make a base image")
+    bsub = boot.add_subparsers(dest="bootstrap_command", metavar="IMAGE", parser_class=type(boot))
+    bb = bsub.add_parser("busybox", help="make busybox:latest from a static busybox binary")
+    bb.add_argument(
+        "--busybox", default="/bin/busybox", metavar="PATH", help="the static busybox binary"
+    )
+    bb.add_argument("-t", "--tag", default="busybox:latest", help="name of the image")
+    bb.set_defaults(func=cmd_bootstrap)
+    boot.set_defaults(func=lambda a: (boot.print_help(), 1)[1])
