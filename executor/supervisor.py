@@ -1,0 +1,331 @@
+"""Holding a running container: start it, pump its output, record how it ended.
+
+The holder of a container is either the foreground `pydock run`/`start -a` process itself, or,
+for `-d`, a supervisor: a grandchild of `pydock run -d` in its own session (double fork +
+setsid, so it outlives the command and owns no terminal). Either way the holder
+
+1. starts the executor with pipes (or a pty) for the container's output,
+2. records the state "running" with the init's pid and start time and its own,
+3. copies every output chunk into the json log (and, attached, to its own stdout/stderr),
+4. waits, records exit code, OOM kill and finish time, and logs the "die" event,
+5. removes the container (and its anonymous volumes) for `--rm`.
+
+Stop and kill requests need no channel to the holder: they signal the container's init
+directly (pid checked together with its start time); the holder sees the exit and records it.
+No threads: one `select` loop moves the bytes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from cache.errors import PydockError
+from executor.containers import Container, ContainerStore, LogWriter, process_start_time
+from executor.events import log_event
+from executor.lifecycle import RunError, remove_container, spec_for
+
+FORWARDED_SIGNALS = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+
+
+def _write_all(fd: int, data: bytes) -> bool:
+    """Write everything; False once the reader is gone (the container keeps running)."""
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError:
+            return False
+        view = view[n:]
+    return True
+
+
+def _record_start(cstore: ContainerStore, c: Container, pid: int, cgroups: dict) -> None:
+    me = os.getpid()
+
+    def change(s):  # noqa: ANN001, ANN202
+        s.status = "running"
+        s.pid = pid
+        s.pid_start = process_start_time(pid) or 0
+        s.monitor_pid = me
+        s.monitor_start = process_start_time(me) or 0
+        s.exit_code = 0
+        s.oom_killed = False
+        s.error = ""
+        s.started_at = time.time()
+        s.finished_at = 0.0
+        s.cgroups = dict(cgroups)
+
+    cstore.update_state(c, change)
+
+
+def _record_exit(cstore: ContainerStore, c: Container, code: int, oom: bool, error: str) -> None:
+    def change(s):  # noqa: ANN001, ANN202
+        s.status = "exited"
+        s.pid = 0
+        s.exit_code = code
+        s.oom_killed = oom
+        s.error = error
+        s.finished_at = time.time()
+        if not s.started_at:
+            s.started_at = s.finished_at
+
+    cstore.update_state(c, change)
+
+
+def hold(
+    root: Path | str,
+    c: Container,
+    *,
+    attach: bool = True,
+    stdin: bool = False,
+    ready_fd: int | None = None,
+    sig_proxy: bool = True,
+) -> int:
+    """Run container `c` to its end from this process; returns its exit code (Docker's).
+
+    `attach`: copy output to this process's stdout/stderr too. `stdin`: the container reads
+    this process's stdin (through the pty with a tty). `ready_fd`: written "ok" (and closed)
+    once the container runs, or the error line if it could not start.
+    """
+    from executor import runtime
+    from executor.spec import ExecutorError
+
+    root = Path(root)
+    cstore = ContainerStore(root)
+    tty = bool(c.config.get("Tty"))
+    try:
+        spec = spec_for(c)
+    except PydockError as e:
+        _tell(ready_fd, e)
+        raise
+    out_r = err_r = -1
+    if not tty:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        spec.stdout, spec.stderr = out_w, err_w
+        spec.stdin = 0 if stdin else None
+    elif not (attach and os.isatty(1)):
+        spec.tty_size = spec.tty_size or (24, 80)
+    try:
+        handle = runtime.start(spec)
+    except ExecutorError as e:
+        if not tty:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+        _record_exit(cstore, c, e.exit_code, False, e.message)
+        log_event(
+            root, "die", c.id, {"name": c.name, "image": c.image_name, "exitCode": str(e.exit_code)}
+        )
+        _tell(ready_fd, e)
+        if c.host_config.get("AutoRemove"):
+            _auto_remove(root, cstore, c)
+        raise
+    if not tty:
+        os.close(out_w)
+        os.close(err_w)
+    cg = getattr(handle, "cgroups", None)
+    _record_start(cstore, c, handle.pid, dict(getattr(cg, "paths", None) or {}))
+    log_event(root, "start", c.id, {"name": c.name, "image": c.image_name})
+    _tell(ready_fd, None)
+
+    old_handlers = {}
+    if sig_proxy and attach:
+
+        def forward(signum, _frame):  # noqa: ANN001, ANN202
+            with contextlib.suppress(Exception):
+                handle.kill(signum)
+
+        for s in FORWARDED_SIGNALS:
+            old_handlers[s] = signal.signal(s, forward)
+
+    log = LogWriter(c.log_path)
+    try:
+        if tty:
+            _pump_tty(handle, log, attach=attach, stdin=stdin)
+        else:
+            _pump_pipes(out_r, err_r, log, attach=attach)
+        result = handle.wait()
+    finally:
+        log.close()
+        for s, h in old_handlers.items():
+            signal.signal(s, h)
+    code = result.exit_code
+    _record_exit(cstore, c, code, bool(result.oom_killed), result.error or "")
+    attrs = {"name": c.name, "image": c.image_name, "exitCode": str(code)}
+    if result.oom_killed:
+        log_event(root, "oom", c.id, {"name": c.name, "image": c.image_name})
+    log_event(root, "die", c.id, attrs)
+    if result.error and attach:
+        sys.stderr.write(f"pydock: {result.error}\n")
+    if c.host_config.get("AutoRemove"):
+        _auto_remove(root, cstore, c)
+    return code
+
+
+def _auto_remove(root: Path, cstore: ContainerStore, c: Container) -> None:
+    fresh = cstore.find(c.id)
+    if fresh is not None:
+        with contextlib.suppress(PydockError):
+            remove_container(root, fresh, force=True, volumes=True)
+
+
+def _tell(ready_fd: int | None, error: PydockError | None) -> None:
+    if ready_fd is None:
+        return
+    msg = b"ok" if error is None else f"{error.exit_code} {error.message}".encode()
+    with contextlib.suppress(OSError):
+        os.write(ready_fd, msg)
+    with contextlib.suppress(OSError):
+        os.close(ready_fd)
+
+
+def _pump_pipes(out_r: int, err_r: int, log: LogWriter, *, attach: bool) -> None:
+    streams = {out_r: ("stdout", 1), err_r: ("stderr", 2)}
+    open_fds = [out_r, err_r]
+    sinks_ok = {1: attach, 2: attach}
+    while open_fds:
+        ready, _, _ = select.select(open_fds, [], [])
+        for fd in ready:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:
+                data = b""
+            if not data:
+                open_fds.remove(fd)
+                os.close(fd)
+                continue
+            name, sink = streams[fd]
+            log.write(name, data)
+            if sinks_ok[sink]:
+                sinks_ok[sink] = _write_all(sink, data)
+
+
+def _pump_tty(handle, log: LogWriter, *, attach: bool, stdin: bool) -> None:  # noqa: ANN001
+    import termios
+    import tty as ttymod
+
+    master = handle.pty_master
+    restore = None
+    in_fd = 0 if (stdin and attach) else -1
+    if in_fd == 0 and os.isatty(0):
+        restore = termios.tcgetattr(0)
+        ttymod.setraw(0)
+    old_winch = None
+    if attach and os.isatty(1):
+
+        def winch(_s, _f):  # noqa: ANN001, ANN202
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                size = fcntl.ioctl(1, termios.TIOCGWINSZ, b"\0" * 8)
+                fcntl.ioctl(master, termios.TIOCSWINSZ, size)
+
+        old_winch = signal.signal(signal.SIGWINCH, winch)
+    out_ok = attach
+    try:
+        while True:
+            fds = [master] + ([in_fd] if in_fd >= 0 else [])
+            ready, _, _ = select.select(fds, [], [])
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError as e:
+                    if e.errno != errno.EIO:
+                        raise
+                    data = b""  # EIO: every slave end is closed
+                if not data:
+                    break
+                log.write("stdout", data)
+                if out_ok:
+                    out_ok = _write_all(1, data)
+            if in_fd >= 0 and in_fd in ready:
+                try:
+                    data = os.read(in_fd, 65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    in_fd = -1
+                    with contextlib.suppress(OSError):
+                        os.write(master, b"\x04")  # EOF for the line discipline
+                    continue
+                if not _write_all(master, data):
+                    in_fd = -1
+    finally:
+        if restore is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, restore)
+        if old_winch is not None:
+            signal.signal(signal.SIGWINCH, old_winch)
+
+
+def start_detached(root: Path | str, c: Container) -> None:
+    """Start `c` under a supervisor that outlives this process; returns once it runs.
+
+    Raises the start error (e.g. command not found, 127) if the container could not start.
+    """
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: new session, then fork again so the supervisor is no session leader
+        code = 0
+        try:
+            os.close(r)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            _become_daemon(keep=w)
+            with contextlib.suppress(BaseException):
+                hold(root, c, attach=False, stdin=False, ready_fd=w, sig_proxy=False)
+        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    os.waitpid(pid, 0)
+    chunks = []
+    while True:
+        data = os.read(r, 4096)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(r)
+    msg = b"".join(chunks).decode(errors="replace")
+    if msg == "ok":
+        return
+    if not msg:
+        raise RunError(f"the supervisor of container {c.short_id} died before it started")
+    code, _, text = msg.partition(" ")
+    raise PydockError(text, exit_code=int(code) if code.isdigit() else 125)
+
+
+def _become_daemon(keep: int) -> None:
+    """Point stdio at /dev/null and close every other descriptor but `keep`."""
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+    try:
+        fds = [int(n) for n in os.listdir("/proc/self/fd")]
+    except OSError:
+        fds = list(range(3, 1024))
+    for fd in fds:
+        if fd > 2 and fd != keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    # No SIG_IGN here: ignored signals would survive exec into the container's process.
+    os.chdir("/")
