@@ -174,7 +174,14 @@ class _Applier:
         self.parents[key] = fd
         return fd
 
-    def _make_dirs(self, parts: tuple[bytes, ...], member: Member) -> int:
+    def _make_dirs(self, parts: tuple[bytes, ...], member: Member, depth: int = 0) -> int:
+        """Create the missing directories of `parts` one by one, each resolved in the root.
+
+        A dangling symlink on the way is followed as the kernel would (its target taken
+        relative to the root or to its own dir) by asking openat2 for that path in turn, so
+        the dirs are made where the link points inside the root, as containerd does."""
+        if depth > 40:
+            raise BadLayer(f"member {show(member.name)!r}: too many levels of symbolic links")
         fd = os.dup(self.rootfd)
         try:
             for i in range(len(parts)):
@@ -184,12 +191,12 @@ class _Applier:
                 except FileNotFoundError:
                     try:
                         os.mkdir(parts[i], 0o755, dir_fd=fd)
+                        self.created.add(key)
                     except FileExistsError:
-                        # Exists but did not resolve: a dangling symlink. Never create through it.
-                        raise BadLayer(
-                            f"member {show(member.name)!r}: parent {show(key)!r} is a dangling symlink"
-                        ) from None
-                    self.created.add(key)
+                        link = os.readlink(parts[i], dir_fd=fd)  # EINVAL if not a symlink
+                        base = () if link.startswith(b"/") else parts[:i]
+                        hops = tuple(c for c in link.split(b"/") if c not in (b"", b"."))
+                        os.close(self._make_dirs(base + hops, member, depth + 1))
                     nfd = openat2(self.rootfd, key, _PATH_DIR)
                 except NotADirectoryError:
                     raise BadLayer(
