@@ -82,7 +82,19 @@ def _cgroup_pids(c: Container) -> list[int]:
         pids = CgroupSet.from_paths(c.state.cgroups).pids()
     if not pids and c.state.pid:
         pids = [c.state.pid]
-    return pids
+    # The runtime's holder process shares the cgroups but not the pid namespace: not shown.
+    try:
+        ns = os.readlink(f"/proc/{c.state.pid}/ns/pid")
+    except OSError:
+        return pids
+    out = []
+    for pid in pids:
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") == ns:
+                out.append(pid)
+        except OSError:
+            continue
+    return out
 
 
 def container_processes(
