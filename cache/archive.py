@@ -76,19 +76,8 @@ def sniff_compression(head: bytes) -> str | None:
 class _ZstdReader:
     """Decompresses zstd through the `zstd` program (Python 3.11 has no zstd module)."""
 
-    def __init__(self, src: BinaryIO, what: str) -> None:
-        self.what = what
-        try:
-            self._proc = subprocess.Popen(
-                ["zstd", "-d", "-c", "-q"],
-                stdin=src,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            raise ArchiveError(
-                f"{what}: zstd-compressed, but the zstd program is not installed"
-            ) from None
+    what: str
+    _proc: subprocess.Popen
 
     def read(self, n: int = -1) -> bytes:
         assert self._proc.stdout is not None
@@ -188,10 +177,6 @@ def open_decompressed(src: BinaryIO, what: str) -> tuple[Any, str | None]:
     if kind is None:
         return _Peeked(head, src), None
     if kind == "zstd":
-        # The zstd program reads the file descriptor itself; give it one positioned at 0.
-        if hasattr(src, "seek") and hasattr(src, "fileno"):
-            src.seek(-len(head), os.SEEK_CUR)
-            return _CheckedReader(_ZstdReader(src, what), kind, what), kind
         return _CheckedReader(_ZstdPipe(_Peeked(head, src), what), kind, what), kind
     peeked = _Peeked(head, src)
     if kind == "gzip":
@@ -326,11 +311,25 @@ def _screen(path: Path, staging: Path) -> None:
     """First screen of the outer archive with tarsafe: no member may lead outside."""
     import tarsafe
 
+    class Screen(tarsafe.TarSafe):
+        # tarsafe resolves a symlink target against the extraction root; a relative link is
+        # relative to its own directory (skopeo's legacy archives link <id>/layer.tar to
+        # ../<diffid>.tar), so resolve it there.
+        def _is_unsafe_symlink(self, tarinfo: tarfile.TarInfo, root: str) -> bool:
+            if not tarinfo.issym():
+                return False
+            base = os.path.dirname(os.path.join(root, tarinfo.name))
+            resolved = os.path.abspath(os.path.join(base, tarinfo.linkname))
+            return not self._is_contained(root, resolved)
+
     try:
-        with tarsafe.TarSafe.open(path, "r:") as tf:
+        with Screen.open(path, "r:") as tf:
             tf._safetar_check(str(staging))
     except tarsafe.TarSafeException as e:
-        raise ArchiveError(f"archive refused: {e}") from None
+        text = str(e)
+        if "isblk" in text:
+            text = "it holds a device node (an image archive holds only files and directories)"
+        raise ArchiveError(f"archive refused: {text}") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         raise ArchiveError(_tar_problem(path, e)) from None
 
@@ -658,7 +657,13 @@ def _check_layer_content(path: Path, name: str, scratch: Path) -> None:
     """Apply the layer to an empty scratch dir with the safe applier: it refuses hostile
     members (escaping names or links, bad whiteouts) and tars that do not end properly."""
     from cache.applier import apply_layer
+    from cache.layers import verify_tar
 
+    try:
+        # The store's own screen (what add_layer checks), so the commit cannot fail on it.
+        verify_tar(path, where=f"layer {name}")
+    except PydockError as e:
+        raise ArchiveError(e.message) from None
     target = scratch / "rootfs"
     target.mkdir()
     try:
