@@ -1,0 +1,253 @@
+"""The ADD/COPY step: sources (context, heredoc, URL, another stage or image), their key parts,
+and the layer written by `builder.copy`.
+
+Key parts: ("parent", ...), ("instruction", expanded text), then one ("src:<path>", key) per
+source: the context content key (path, mode, owner, content; never mtime), the heredoc body's
+hash, the URL's checksum or fetched content hash, or for `--from` the source stage's last step
+key (or image id), so a rebuilt stage re-runs the COPY that reads it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import re
+import stat
+import urllib.error
+import urllib.request
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import xxhash
+
+from builder.copy import (
+    CopyError,
+    CopySource,
+    LayerBuilder,
+    archive_kind,
+    copy_sources,
+    dest_path,
+    entries_from_context,
+    parse_chmod,
+    unpack_archive,
+)
+
+_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
+_WILD = re.compile(r"[*?\[]")
+
+
+def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
+    from builder.solver import BuildError, json_list
+    from builder.steps import commit_dir
+
+    fname = solver.opts.dockerfile_name
+    flags = solver._flags(ctx, node, expand=("from", "chown", "chmod", "checksum"))
+    heredocs = {h.name: h for h in node.heredocs}
+    words = []
+    for w in node.args:
+        if w.startswith("<<") and w.lstrip("<-").strip("'\"") in heredocs:
+            words.append(w)
+        else:
+            words.append(solver._expand(ctx, w))
+    if len(words) < 2:
+        raise BuildError(f"{fname}:{node.start_line}: {what} requires at least two arguments")
+    srcs, dest = words[:-1], words[-1]
+    from_ref = (flags.get("from") or [None])[-1]
+    chown_text = (flags.get("chown") or [None])[-1]
+    chmod = parse_chmod(flags["chmod"][-1]) if "chmod" in flags else None
+    link = "link" in flags and flags["link"][-1] != "false"
+    checksum = (flags.get("checksum") or [None])[-1]
+    for unsupported in ("parents", "exclude", "keep-git-dir"):
+        if unsupported in flags:
+            raise BuildError(f"{fname}:{node.start_line}: {what} --{unsupported} is not supported")
+    if what == "COPY" and any(_URL_RE.match(s) for s in srcs):
+        raise BuildError(f"{fname}:{node.start_line}: COPY cannot fetch URLs; use ADD")
+
+    parts: list[tuple[str, str]] = [("parent", "link" if link else ctx.state.key)]
+    flag_text = " ".join(node.flags)
+    instr = f"{what} {flag_text + ' ' if flag_text else ''}{json_list([*srcs, dest])}"
+    if link:
+        instr += f" workdir={ctx.state.workdir}"
+    parts.append(("instruction", instr))
+
+    # Resolve sources now: their content is part of the key.
+    plan: list[tuple[str, Any]] = []  # (kind, payload)
+    if from_ref is not None:
+        from_state, from_key = solver.stage_state(from_ref, node)
+        for s in srcs:
+            parts.append((f"src:--from={from_ref}:{s}", from_key))
+            plan.append(("from", (from_state, s)))
+    else:
+        context = solver.context
+        for s in srcs:
+            if s.startswith("<<") and s.lstrip("<-").strip("'\"") in heredocs:
+                doc = heredocs[s.lstrip("<-").strip("'\"")]
+                body = doc.body
+                if doc.expand:
+                    body = _expand_body(solver, ctx, body)
+                parts.append((f"src:<<{doc.name}", xxhash.xxh3_128_hexdigest(body.encode())))
+                plan.append(("bytes", (doc.name, body.encode())))
+            elif what == "ADD" and _URL_RE.match(s):
+                part, payload = _url_source(s, checksum, dest)
+                parts.append((f"src:{s}", part))
+                plan.append(("url", payload))
+            else:
+                for src in context.resolve(s, what):
+                    parts.append((f"src:{src.rel or '.'}", context.content_key(src)))
+                    plan.append(("context", src))
+
+    if checksum and not any(k == "url" for k, _ in plan):
+        raise BuildError(f"{fname}:{node.start_line}: ADD --checksum only works with URL sources")
+
+    diff_ids = list(ctx.state.diff_ids)
+    workdir = ctx.state.workdir
+    sde = solver.sde
+    hashes = ",".join(v[:16] for k, v in parts if k.startswith("src:"))
+    created_by = f"{' '.join(ctx.state.shell)} #(nop)  {what} multi:{hashes} in {dest} "
+
+    def execute(num: int, name: str) -> str | None:
+        view = solver.view_of(diff_ids)
+        owner = None
+        if chown_text:
+            from builder.rootview import lookup_user
+
+            try:
+                owner = lookup_user(view, chown_text)
+            except KeyError as exc:
+                raise CopyError(f"{what} --chown={chown_text}: {exc.args[0]}") from None
+        with solver.store.tmp_dir("copy") as d:
+            upper = d / "upper"
+            upper.mkdir()
+            lb = LayerBuilder(upper, None if link else view, sde)
+            sources: list[CopySource] = []
+            archives: list[tuple[Path, str]] = []
+            for kind, payload in plan:
+                if kind == "context":
+                    src = payload
+                    if what == "ADD" and not src.is_dir:
+                        ak = archive_kind(src.path)
+                        if ak is not None:
+                            archives.append((src.path, ak))
+                            continue
+                    sources.append(_context_source(solver.context, src))
+                elif kind == "bytes":
+                    name_, data = payload
+                    sources.append(CopySource("bytes", name_, data=data, mode=0o644))
+                elif kind == "url":
+                    sources.append(_fetch(payload, d))
+                elif kind == "from":
+                    st, s = payload
+                    sources.extend(_stage_sources(solver, st, s, name))
+            total = len(sources) + len(archives)
+            if total > 1 and not dest.endswith("/"):
+                raise CopyError(
+                    f"{what}: when using {what} with more than one source file, the "
+                    f"destination must be a directory and end with a / ({dest})"
+                )
+            if sources:
+                copy_sources(lb, sources, dest, workdir, chown=owner, chmod=chmod, what=what)
+            for path, ak in archives:
+                target = lb.resolve(dest_path(dest, workdir).rstrip("/") or "/")
+                unpack_archive(lb, path, ak, target)
+                lb.finish()
+            return commit_dir(solver.store, upper, overlay_upper=False, sde=sde)
+
+    display = node.original if len(node.original) < 200 else node.original[:197] + "..."
+    solver._step(ctx, node, display, parts, execute, created_by)
+
+
+def _expand_body(solver: Any, ctx: Any, body: str) -> str:
+    """A heredoc body with variables expanded (quotes kept, as BuildKit does)."""
+    env = solver._env(ctx)
+
+    def repl(m: re.Match) -> str:
+        name = m.group(1) or m.group(2)
+        return env.get(name, "")
+
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", repl, body)
+
+
+def _context_source(context: Any, src: Any) -> CopySource:
+    name = posixpath.basename(src.rel) if src.rel else "."
+    if src.is_dir:
+        entries = entries_from_context(context.files(), context.root, src.rel)
+        return CopySource("dir", name, host=src.path, st=src.st, entries=entries)
+    return CopySource("file", name, host=src.path, st=src.st)
+
+
+def _stage_sources(solver: Any, st: Any, src: str, step: str) -> list[CopySource]:
+    """Sources read from another stage's (or image's) root."""
+    view = solver.view_of(list(st.diff_ids))
+    base = posixpath.normpath("/" + src)
+    if _WILD.search(posixpath.basename(base)):
+        import fnmatch
+
+        parent = view.resolve(posixpath.dirname(base))
+        names = [
+            n for n in view.listdir(parent) if fnmatch.fnmatchcase(n, posixpath.basename(base))
+        ]
+        rels = [f"{parent}/{n}" if parent else n for n in names]
+        if not rels:
+            raise CopyError(f"{step}: no source files were specified ({src})")
+    else:
+        rels = [view.resolve(base)]
+    out = []
+    for rel in rels:
+        host = view.host_path(rel)
+        if host is None:
+            raise CopyError(f"{step}: {src} not found in the source stage or image")
+        lst = os.lstat(host)
+        name = posixpath.basename(rel) or "."
+        if stat.S_ISDIR(lst.st_mode):
+            entries = list(view.walk(rel))
+            out.append(CopySource("dir", name, host=host, st=lst, entries=entries, keep_owner=True))
+        else:
+            out.append(CopySource("file", name, host=host, st=lst, keep_owner=True))
+    return out
+
+
+def _url_source(url: str, checksum: str | None, dest: str) -> tuple[str, dict]:
+    """The key part of a URL source: its checksum when given, else the fetched content's."""
+    payload = {"url": url, "checksum": checksum, "data": None, "mtime": None}
+    if checksum:
+        return checksum, payload
+    data, mtime = _download(url)
+    payload["data"], payload["mtime"] = data, mtime
+    return "sha256:" + hashlib.sha256(data).hexdigest(), payload
+
+
+def _download(url: str) -> tuple[bytes, int | None]:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - http(s) only
+            data = resp.read()
+            lm = resp.headers.get("Last-Modified")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CopyError(f"ADD {url}: cannot fetch it: {reason}") from None
+    mtime = None
+    if lm:
+        try:
+            mtime = int(parsedate_to_datetime(lm).timestamp())
+        except (TypeError, ValueError):
+            mtime = None
+    return data, mtime
+
+
+def _fetch(payload: dict, tmp: Path) -> CopySource:
+    url = payload["url"]
+    data = payload["data"]
+    mtime = payload["mtime"]
+    if data is None:
+        data, mtime = _download(url)
+    checksum = payload["checksum"]
+    if checksum:
+        algo, _, want = checksum.partition(":")
+        if algo not in ("sha256", "sha384", "sha512") or not want:
+            raise CopyError(f"ADD --checksum={checksum}: expected sha256:<hex>")
+        got = hashlib.new(algo, data).hexdigest()
+        if got != want:
+            raise CopyError(f"ADD {url}: checksum mismatch: expected {checksum}, got {algo}:{got}")
+    name = posixpath.basename(url.split("?", 1)[0].rstrip("/")) or "index.html"
+    return CopySource("bytes", name, data=data, mode=0o600, mtime=mtime)
