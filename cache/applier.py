@@ -62,7 +62,7 @@ class ApplyStats:
     dirs: int = 0
     symlinks: int = 0
     hardlinks: int = 0
-    devices: int = 0
+    devices: int = 0  # device nodes and fifos
     whiteouts: int = 0
     content_bytes: int = 0
     skipped_devices: int = 0  # device nodes not created because we are not root
