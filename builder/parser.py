@@ -133,12 +133,21 @@ def _grammar_parser(escape: str) -> Any:
         return parser
     import lark
 
+    class Collect(lark.Transformer):
+        # Applied while parsing (no tree is built): each line becomes its list of tokens.
+        def instruction(self, children: list[Any]) -> list[Any]:
+            return children
+
+        def start(self, children: list[Any]) -> list[Any]:
+            return children
+
     text = _GRAMMAR_FILE.read_text(encoding="utf-8").replace("@ESC@", re.escape(escape))
+    options = {"parser": "lalr", "lexer": "contextual", "transformer": Collect()}
     cache = _cache_file(escape)
     try:
-        parser = lark.Lark(text, parser="lalr", lexer="contextual", cache=cache or False)
+        parser = lark.Lark(text, cache=cache or False, **options)
     except OSError:
-        parser = lark.Lark(text, parser="lalr", lexer="contextual")
+        parser = lark.Lark(text, **options)
     _parsers[escape] = parser
     return parser
 
@@ -340,8 +349,7 @@ def _build_nodes(
     structures: list[Any] = []
     if pending:
         text = "".join(lg.text.strip(GO_SPACE) + "\n" for lg in pending)
-        tree = _grammar_parser(escape).parse(text)
-        structures = tree.children
+        structures = _grammar_parser(escape).parse(text)
     it = iter(structures)
     nodes: list[Node] = []
     for lg in logicals:
@@ -353,7 +361,7 @@ def _build_nodes(
         if not stripped:
             node = Node(cmd="", args=[""], original=lg.text)
         else:
-            node = _node_from_tokens(next(it).children, stripped, escape, lg.srcmap, base)
+            node = _node_from_tokens(next(it), stripped, escape, lg.srcmap, base)
         node.start_line, node.end_line = lg.start_line, lg.end_line
         node.srcmap, node.base = lg.srcmap, base
         try:
@@ -384,8 +392,8 @@ def _build_node_single(
     base = len(line) - len(line.lstrip(GO_SPACE))
     if not stripped:
         return Node(cmd="", args=[""], original=line)
-    tree = _grammar_parser(escape).parse(stripped + "\n")
-    node = _node_from_tokens(tree.children[0].children, stripped, escape, srcmap, base)
+    tokens = _grammar_parser(escape).parse(stripped + "\n")[0]
+    node = _node_from_tokens(tokens, stripped, escape, srcmap, base)
     node.srcmap, node.base = srcmap, base
     node.start_line = srcmap.lines[0] if srcmap.lines else 0
     try:
@@ -502,8 +510,8 @@ def _shape_args(node: Node, escape: str) -> None:
 
 
 def _build_sub(node: Node, rest: str, escape: str) -> Node:
-    tree = _grammar_parser(escape).parse(rest + "\n")
-    sub = _node_from_tokens(tree.children[0].children, rest, escape, node.srcmap, 0)
+    tokens = _grammar_parser(escape).parse(rest + "\n")[0]
+    sub = _node_from_tokens(tokens, rest, escape, node.srcmap, 0)
     sub.srcmap = node.srcmap
     sub.base = node.base + node.rest_offset
     sub.start_line, sub.end_line = node.start_line, node.end_line
