@@ -16,12 +16,13 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from cache.digest import COPY_CHUNK, Digest, Hasher, sha256_bytes
 from cache.errors import BlobNotFound, DigestMismatch
-from cache.staging import fsync_dir, staging_name
+from cache.staging import crash_point, fsync_dir, staging_name
 
 BLOB_MODE = 0o444
 
@@ -79,9 +80,17 @@ class VerifyingReader(io.RawIOBase):
 class BlobStore:
     """The blobs/sha256 directory of a store root; staging happens in `tmp`."""
 
-    def __init__(self, blobs_dir: Path, tmp_dir: Path) -> None:
+    def __init__(
+        self,
+        blobs_dir: Path,
+        tmp_dir: Path,
+        guard: Callable[[Digest], contextlib.AbstractContextManager] | None = None,
+    ) -> None:
         self.dir = blobs_dir
         self.tmp = tmp_dir
+        # Context held around each commit (the store takes its lock and records the digest in
+        # this process's lease, so a concurrent prune never removes a blob just committed).
+        self.guard = guard or (lambda digest: contextlib.nullcontext())
 
     def path(self, digest: str) -> Path:
         """Where the blob with `digest` lives (whether or not it exists)."""
@@ -163,15 +172,18 @@ class BlobStore:
         `tmp` is left in place; the caller removes it.
         """
         final = self.path(digest)
-        try:
-            os.link(tmp, final)
-        except FileExistsError:
-            # Another writer committed the same content first: same bytes, nothing to do. A
-            # file of the wrong size there is damage (a truncated copy): replace it.
-            if final.stat().st_size == tmp.stat().st_size:
-                return
-            os.replace(tmp, final)
-        fsync_dir(self.dir)
+        crash_point("blob-staged")
+        with self.guard(digest):
+            try:
+                os.link(tmp, final)
+            except FileExistsError:
+                # Another writer committed the same content first: same bytes, nothing to do.
+                # A file of the wrong size there is damage (a truncated copy): replace it.
+                if final.stat().st_size == tmp.stat().st_size:
+                    return
+                os.replace(tmp, final)
+            fsync_dir(self.dir)
+        crash_point("blob-committed")
 
     def remove(self, digest: str) -> bool:
         """Delete a blob; True if it existed. Callers (GC) hold the store lock."""

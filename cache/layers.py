@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -28,7 +29,7 @@ from typing import BinaryIO
 from cache.blobs import BlobStore
 from cache.digest import COPY_CHUNK, ChainID, DiffID, chain_ids
 from cache.errors import BadLayerTar, LayerNotFound, StoreError
-from cache.staging import fsync_dir, remove_tree, staging_dir, staging_name
+from cache.staging import crash_point, fsync_dir, remove_tree, staging_dir, staging_name
 
 SHORT_LEN = 12
 LAYER_JSON = "layer.json"
@@ -123,8 +124,17 @@ def short_name(chain: ChainID, length: int = SHORT_LEN) -> str:
 class LayerStore:
     """Unpacked layers of a store root (`layers/`, `l/`), built from the blobs."""
 
-    def __init__(self, root: Path, blobs: BlobStore, tmp: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        blobs: BlobStore,
+        tmp: Path,
+        on_unpacked: Callable[[ChainID], None] | None = None,
+    ) -> None:
         self.root = root
+        # Called under the lock before a new layer dir is renamed into place (the store
+        # records the chain in this process's lease) and for every layer handed out.
+        self.on_unpacked = on_unpacked or (lambda chain: None)
         self.dir = root / "layers"
         self.links = root / "l"
         self.blobs = blobs
@@ -201,6 +211,11 @@ class LayerStore:
             u = self.unpacked(chain)
             if u is None:
                 u = self._unpack(DiffID(diff_id), chain, parent, lock)
+            else:
+                with lock():
+                    # Lease it, and make sure a prune did not take it in between.
+                    self.on_unpacked(chain)
+                    u = self.unpacked(chain) or self._unpack(DiffID(diff_id), chain, parent, lock)
             out.append(u)
             parent = chain
         return out
@@ -237,6 +252,7 @@ class LayerStore:
                 reader.read_all_and_verify()
             size = self.blobs.size(diff_id)
             with lock():
+                self.on_unpacked(chain)
                 existing = self.unpacked(chain)
                 if existing is not None:
                     return existing  # another writer finished first; ours is discarded
@@ -246,12 +262,14 @@ class LayerStore:
                 meta.write_bytes(u.to_json())
                 with open(meta, "rb") as f:
                     os.fsync(f.fileno())
+                crash_point("unpack-staged")
                 self._link(short, chain)
                 if final.exists():
                     # A leftover without layer.json cannot come from a rename (layer.json is
                     # inside before the rename), but be safe: move it aside and drop it.
                     self._discard(final)
                 os.rename(stage, final)  # staging_dir's cleanup then finds nothing
+                crash_point("unpack-renamed")
                 fsync_dir(self.dir)
                 return u
 

@@ -16,6 +16,17 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+CRASH_ENV = "PYDOCK_CRASH_AT"
+
+
+def crash_point(name: str) -> None:
+    """Fault injection for tests: die at once (as kill -9 would) when $PYDOCK_CRASH_AT == name.
+
+    Points: blob-staged, blob-committed, index-staged, unpack-staged, unpack-renamed.
+    """
+    if os.environ.get(CRASH_ENV) == name:
+        os._exit(137)
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or create inside `path` durable."""
@@ -82,6 +93,8 @@ def atomic_write(tmp_root: Path, path: Path, data: bytes, mode: int = 0o644) -> 
     `tmp_root` and `path` must be on the same filesystem (both under the store root).
     """
     tmp = write_temp(tmp_root, data, kind="write", mode=mode)
+    if path.name == "index.json":
+        crash_point("index-staged")
     try:
         os.rename(tmp, path)
     except BaseException:

@@ -7,6 +7,7 @@ Layout (see cache/index.py for index.json, cache/layers.py for layers/ and l/):
     ROOT/l/<short> -> ../layers/<chain-id>/diff       short names for lowerdir options
     ROOT/buildcache/ containers/ volumes/             owned by the build cache and executor
     ROOT/tmp/                                         staging for every write
+    ROOT/leases/<pid>-<start>.json                    what live processes added (GC roots)
     ROOT/lock                                         flock for writers
 
 API overview (everything raises `cache.errors` classes, all `PydockError`s):
@@ -30,6 +31,8 @@ API overview (everything raises `cache.errors` classes, all `PydockError`s):
     store.get_image(name | id | id-prefix) -> Image               # ImageNotFound, AmbiguousImage
     store.list_images() -> [Image]             # index order
     store.tag_image(image, ref); store.untag(ref) -> Image; store.remove_image(image)
+
+    store.leased() -> (digests, chain ids)     # GC roots: what live processes added/unpacked
 
 Readers take no lock: every file is replaced by rename, so they see a whole old or a whole new
 version. Writers of index.json hold the lock around read-modify-replace.
@@ -69,11 +72,22 @@ from cache.images import (
 )
 from cache.index import Index
 from cache.layers import LayerInfo, LayerStore, UnpackedLayer
-from cache.locking import lock_for
+from cache.leases import lease_for, live_leases
+from cache.locking import StoreLocked, lock_for
 from cache.refs import Reference, parse_reference, try_parse_reference
 
 OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-SUBDIRS = ("blobs", "blobs/sha256", "layers", "l", "tmp", "buildcache", "containers", "volumes")
+SUBDIRS = (
+    "blobs",
+    "blobs/sha256",
+    "layers",
+    "l",
+    "tmp",
+    "leases",
+    "buildcache",
+    "containers",
+    "volumes",
+)
 _HEX_PREFIX_RE = re.compile(r"[a-f0-9]{1,64}")
 
 
@@ -91,8 +105,10 @@ class Store:
         self.volumes_dir = self.root / "volumes"
         self.index_path = self.root / "index.json"
         self.lock_path = self.root / "lock"
-        self.blobs = BlobStore(self.blobs_dir, self.tmp_path)
-        self.layers = LayerStore(self.root, self.blobs, self.tmp_path)
+        self.blobs = BlobStore(self.blobs_dir, self.tmp_path, guard=self._committing)
+        self.layers = LayerStore(
+            self.root, self.blobs, self.tmp_path, on_unpacked=self._lease_chain
+        )
         # manifest digest -> (manifest, config, config digest, diff ids, layer sizes). Blobs
         # are immutable, so what was verified once stays valid for this process.
         self._parsed: dict[
@@ -118,6 +134,10 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot create store at {self.root}: {e.strerror}") from None
         if (self.root / "oci-layout").exists() and self.index_path.exists():
+            if os.listdir(self.tmp_path):
+                # Leftovers of a crashed writer: clean them if no writer is at work right now.
+                with contextlib.suppress(StoreLocked), self.lock(blocking=False):
+                    staging.clean_stale(self.tmp_path)
             return
         with self.lock():
             if not (self.root / "oci-layout").exists():
@@ -141,9 +161,32 @@ class Store:
             yield d
 
     def clean_tmp(self) -> list[str]:
-        """Remove staging leftovers of dead processes (takes the lock)."""
+        """Remove staging leftovers and leases of dead processes (takes the lock)."""
         with self.lock():
+            live_leases(self.root, remove_dead=True)
             return staging.clean_stale(self.tmp_path)
+
+    # ---- leases ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _committing(self, digest: Digest) -> Iterator[None]:
+        with self.lock():
+            lease_for(self.root).add(digests=(str(digest),))
+            yield
+
+    def _lease_chain(self, chain: ChainID) -> None:
+        lease_for(self.root).add(chains=(str(chain),))
+
+    def leased(self) -> tuple[set[str], set[str]]:
+        """(blob digests, chain ids) that live processes added or use: GC roots for prune.
+
+        Call it under `store.lock()`, as prune does: then every blob or unpacked layer that
+        exists but no image names is either leased here or truly garbage.
+        """
+        return live_leases(self.root, remove_dead=lock_for(self.lock_path).held)
+
+    def release_lease(self) -> None:
+        """Drop this process's lease (a long-lived process whose work is now all referenced)."""
+        lease_for(self.root).release()
 
     # ---- blobs -------------------------------------------------------------------------------
     def put_blob(self, data: bytes | BinaryIO, expected: str | None = None) -> Digest:
@@ -419,6 +462,50 @@ class Store:
                 index = index.add_image(img.manifest_digest, size)
                 self._write_index(index)
             return self._image(img.manifest_digest, index)
+
+    # ---- consistency check ------------------------------------------------------------------
+    def verify(self, *, blobs: bool = True) -> list[str]:
+        """Check the whole store (an fsck); returns the problems found, one line each.
+
+        Every index entry must be a valid image whose blobs exist; with `blobs`, every blob
+        must hash to its name; every layers/<chain> must hold layer.json and diff/, with its
+        short link in l/; every l/ link must lead to a layer.
+        """
+        problems: list[str] = []
+        fresh = Store(self.root)  # no cached parses: read everything again
+        try:
+            index = fresh.index()
+        except StoreError as e:
+            return [str(e)]
+        for m in index.manifests():
+            try:
+                fresh._image(m, index)
+            except StoreError as e:
+                problems.append(f"image {m}: {e}")
+        if blobs:
+            for d in self.blobs.digests():
+                try:
+                    with self.blobs.open(d) as r:
+                        r.read_all_and_verify()
+                except StoreError as e:
+                    problems.append(str(e))
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(self.layers_dir)):
+                d = self.layers_dir / name
+                try:
+                    u = self.layers.unpacked(ChainID(f"sha256:{name}"))
+                except (StoreError, ValueError, KeyError) as e:
+                    problems.append(f"layers/{name}: {e}")
+                    continue
+                if u is None or not (d / "diff").is_dir():
+                    problems.append(f"layers/{name}: incomplete (no layer.json or diff/)")
+                elif os.readlink(self.links_dir / u.short) != f"../layers/{name}/diff":
+                    problems.append(f"layers/{name}: short link l/{u.short} is wrong")
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(self.links_dir)):
+                if not (self.links_dir / name).is_dir():
+                    problems.append(f"l/{name}: leads nowhere")
+        return problems
 
     def image_from_manifest(self, manifest_digest: str) -> Image:
         """An image from a stored manifest blob, whether or not the index keeps it."""

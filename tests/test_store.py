@@ -303,3 +303,34 @@ def test_concurrent_writers_keep_every_image(store: Store, store_root: Path):
     tags = {t for img in store.list_images() for t in img.tags}
     assert tags == {f"{who}:{i}" for who in ("aa", "bb") for i in range(n)}
     assert os.listdir(store_root / "tmp") == []
+
+
+# ---- leases: what live processes added is a GC root ------------------------------------------
+
+
+def _add_and_wait(root: str, started, release) -> None:  # noqa: ANN001
+    store = Store.open(root)
+    info = store.add_layer(io.BytesIO(make_tar({"leased": b"l"})))
+    store.unpacked_lowers([info.diff_id])
+    started.set()
+    release.wait(60)
+
+
+def test_leases_protect_work_of_live_processes(store: Store, store_root: Path):
+    ctx = multiprocessing.get_context("spawn")
+    started, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_add_and_wait, args=(str(store_root), started, release))
+    p.start()
+    try:
+        assert started.wait(60)
+        diff_id = sha256_bytes(make_tar({"leased": b"l"}))
+        with store.lock():
+            digests, chains = store.leased()
+        assert diff_id in digests
+        assert chain_ids([diff_id])[0] in chains
+    finally:
+        release.set()
+        p.join(60)
+    with store.lock():
+        assert store.leased() == (set(), set())
+    assert os.listdir(store_root / "leases") == []
