@@ -162,6 +162,9 @@ class _Peeked:
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        pass  # the underlying stream belongs to the caller
+
     def fileno(self) -> int:
         if self.head:
             raise OSError("peeked stream has buffered bytes")
