@@ -71,7 +71,17 @@ def container_changes(c: Container) -> list[tuple[str, str]]:
 
     walk("", False)
     out.sort(key=lambda x: x[1])
-    return out
+    # A directory the image has is only reported when something below it changed (it may
+    # hold nothing but the runtime's mount stubs, which are skipped above).
+    paths = [p for _, p in out]
+    kept = []
+    for i, (kind, path) in enumerate(out):
+        if kind == "C" and os.path.isdir(c.upper / path.lstrip("/")):
+            below = path + "/"
+            if not any(p.startswith(below) for p in paths[i + 1 :]):
+                continue
+        kept.append((kind, path))
+    return kept
 
 
 def _cgroup_pids(c: Container) -> list[int]:

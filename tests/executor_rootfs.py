@@ -3,16 +3,26 @@
 `make_busybox_rootfs(dir)` copies the host's static /bin/busybox and links every applet
 (like `busybox --install -s`), with the /etc/passwd and /etc/group of Docker's busybox
 image plus a test user. Tests use it as the single lower dir of their containers.
+
+Fixtures for the executor and security test modules (they import them): `rootfs`, one
+busybox root per session (tests only use it as a lower dir), and `no_leftovers`, which each
+module makes autouse: after every test no overlay mount is left in /proc/self/mountinfo and
+no cgroup named after a test container exists anywhere.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
 
-from executor.spec import RunSpec
+import pytest
+
+from executor.runtime import run
+from executor.spec import RunResult, RunSpec
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 
@@ -96,3 +106,52 @@ def make_spec(tmp: Path, lower: Path, argv: list[str], **kw) -> RunSpec:
         argv=argv,
         **kw,
     )
+
+
+NAME_PREFIX = "pytest-exec-"
+
+
+@pytest.fixture(scope="session")
+def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not os.path.isfile("/bin/busybox"):
+        pytest.skip("busybox-static is not installed")
+    if os.geteuid() != 0:
+        pytest.skip("containers need root")
+    return make_busybox_rootfs(tmp_path_factory.mktemp("bbroot") / "lower")
+
+
+def _our_cgroups() -> list[str]:
+    return glob.glob(f"/sys/fs/cgroup/**/{NAME_PREFIX}*", recursive=True)
+
+
+def _our_mounts(tmp: Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line for line in f if "overlay" in line or str(tmp) in line]
+
+
+@pytest.fixture
+def no_leftovers(tmp_path: Path):
+    yield
+    assert _our_mounts(tmp_path) == []
+    assert _our_cgroups() == []
+
+
+def spec_for(tmp: Path, rootfs: Path, argv: list[str] | str, **kw) -> RunSpec:
+    if isinstance(argv, str):
+        argv = ["/bin/sh", "-c", argv]
+    kw.setdefault("name", NAME_PREFIX + secrets.token_hex(4))
+    return make_spec(tmp, rootfs, argv, **kw)
+
+
+def run_capture(spec: RunSpec) -> tuple[RunResult, str, str]:
+    """Run with stdout and stderr captured to files; returns (result, out, err)."""
+    out_path = spec.upper.parent / "stdout.txt"
+    err_path = spec.upper.parent / "stderr.txt"
+    with open(out_path, "w+b") as out, open(err_path, "w+b") as err:
+        spec.stdout, spec.stderr = out.fileno(), err.fileno()
+        result = run(spec)
+    return result, out_path.read_text(), err_path.read_text()
+
+
+def sh(tmp: Path, rootfs: Path, script: str, **kw) -> tuple[RunResult, str, str]:
+    return run_capture(spec_for(tmp, rootfs, script, **kw))

@@ -1,0 +1,331 @@
+"""`pydock cp` (both ways) and `pydock export`: files of a container's root, read or written
+safely.
+
+The container's root is `/proc/<init pid>/root` while it runs (its volumes included, as with
+Docker); for a stopped container a forked child mounts the overlay (read-write for `cp` into
+it, read-only for reading) in a private mount namespace of its own, so nothing can be left
+mounted on the host whatever happens. Every container path is resolved inside that root with
+openat2(RESOLVE_IN_ROOT) (cache.fsops), so symlinks in the image resolve as they would inside
+the container and cannot lead out; the entries themselves are then read or created one
+component at a time with *at calls and O_NOFOLLOW. A path that climbs out with ".." is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from cache.errors import PydockError
+from executor.containers import Container, process_alive
+
+
+class CopyError(PydockError):
+    exit_code = 1
+
+
+def container_path(path: str) -> tuple[str, str]:
+    """(parent, name) of an absolute container path, refusing ".." that climbs above "/".
+
+    name is "" for the root itself; a trailing "/." (copy the contents) is kept as name ".".
+    """
+    if not path:
+        raise CopyError("empty container path")
+    parts: list[str] = []
+    for comp in path.split("/"):
+        if comp in ("", "."):
+            continue
+        if comp == "..":
+            if not parts:
+                raise CopyError(f"{path}: the path leaves the container's root filesystem")
+            parts.pop()
+            continue
+        parts.append(comp)
+    if path.endswith("/.") and parts:
+        return "/".join(parts), "."
+    if not parts:
+        return "", ""
+    return "/".join(parts[:-1]), parts[-1]
+
+
+def _in_root(c: Container, work: Callable[[str], None], *, writable: bool) -> None:
+    """Call `work(root)` in a forked child that sees the container's root at `root`."""
+    from executor import overlay, rootfs, syscalls
+
+    r, w = os.pipe()
+    running = c.state.running and process_alive(c.state.pid, c.state.pid_start)
+    lowers: list[Path] = []
+    if not running and c.diff_ids:
+        from cache.store import Store
+
+        lowers = Store(c.dir.parent.parent).unpacked_lowers(c.diff_ids)
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            if running:
+                root = f"/proc/{c.state.pid}/root"
+            else:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+                rootfs.make_private()
+                root = os.fspath(c.merged)
+                if writable:
+                    overlay.mount_overlay(lowers, c.upper, c.work, root)
+                else:
+                    overlay.mount_overlay([*lowers, c.upper], None, None, root, readonly=True)
+            work(root)
+        except PydockError as e:
+            os.write(w, e.message.encode(errors="replace"))
+            code = 1
+        except OSError as e:
+            name = f"{e.filename}: " if e.filename else ""
+            os.write(w, f"{name}{e.strerror or e}".encode(errors="replace"))
+            code = 1
+        except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
+            os.write(w, f"{type(e).__name__}: {e}".encode(errors="replace"))
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    msg = b""
+    while chunk := os.read(r, 65536):
+        msg += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    if msg:
+        raise CopyError(msg.decode(errors="replace"))
+
+
+def _open_parent(root: str, parent: str, shown: str) -> int:
+    from cache.fsops import open_dir_in_root, open_root
+
+    rootfd = open_root(root)
+    try:
+        return open_dir_in_root(rootfd, parent, readable=True)
+    except FileNotFoundError:
+        raise CopyError(f"Could not find the file {shown} in container") from None
+    except NotADirectoryError:
+        raise CopyError(f"{shown}: not a directory") from None
+    finally:
+        os.close(rootfd)
+
+
+# --- out of the container ------------------------------------------------------------------------
+
+
+def _copy_out(dirfd: int, name: str, dest: str, follow: bool, archive: bool) -> None:
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=follow)
+    if stat.S_ISDIR(st.st_mode):
+        flags = os.O_RDONLY | os.O_DIRECTORY | (0 if follow else os.O_NOFOLLOW)
+        sub = os.open(name, flags, dir_fd=dirfd)
+        try:
+            os.makedirs(dest, exist_ok=True)
+            for entry in sorted(os.listdir(sub)):
+                _copy_out(sub, entry, os.path.join(dest, entry), False, archive)
+        finally:
+            os.close(sub)
+    elif stat.S_ISREG(st.st_mode):
+        flags = os.O_RDONLY | (0 if follow else os.O_NOFOLLOW)
+        src = os.open(name, flags, dir_fd=dirfd)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.islink(dest):
+                    os.unlink(dest)
+            out = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                while True:
+                    n = os.sendfile(out, src, None, 1 << 20)
+                    if n == 0:
+                        break
+            finally:
+                os.close(out)
+        finally:
+            os.close(src)
+    elif stat.S_ISLNK(st.st_mode):
+        target = os.readlink(name, dir_fd=dirfd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(dest)
+        os.symlink(target, dest)
+        return
+    else:
+        return  # devices, fifos and sockets are not copied out
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+    if archive:
+        os.chown(dest, st.st_uid, st.st_gid)
+    os.utime(dest, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def copy_from_container(
+    c: Container, src: str, dest: str, *, follow: bool = False, archive: bool = False
+) -> None:
+    """Copy the container path `src` to the host path `dest` (Docker's `cp CONTAINER:SRC DEST`)."""
+    parent, name = container_path(src)
+    dest_is_dir = os.path.isdir(dest)
+    if name in ("", "."):
+        target = dest
+    elif dest_is_dir:
+        target = os.path.join(dest, name)
+    else:
+        if dest.endswith("/"):
+            raise CopyError(f"{dest}: no such directory")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(dest))):
+            raise CopyError(f"{os.path.dirname(dest)}: no such directory")
+        target = dest
+
+    def work(root: str) -> None:
+        dirfd = _open_parent(root, parent if name != "." else parent, src)
+        try:
+            if name in ("", "."):
+                os.makedirs(target, exist_ok=True)
+                for entry in sorted(os.listdir(dirfd)):
+                    _copy_out(dirfd, entry, os.path.join(target, entry), False, archive)
+                return
+            try:
+                os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise CopyError(f"Could not find the file {src} in container") from None
+            _copy_out(dirfd, name, target, follow, archive)
+        finally:
+            os.close(dirfd)
+
+    _in_root(c, work, writable=False)
+
+
+# --- into the container --------------------------------------------------------------------------
+
+
+def _copy_in(src: str, dirfd: int, name: str, archive: bool) -> None:
+    st = os.lstat(src)
+    try:
+        existing = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+    except FileNotFoundError:
+        existing = None
+    if stat.S_ISDIR(st.st_mode):
+        if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            os.unlink(name, dir_fd=dirfd)
+            existing = None
+        if existing is None:
+            os.mkdir(name, 0o700, dir_fd=dirfd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
+        try:
+            for entry in sorted(os.listdir(src)):
+                _copy_in(os.path.join(src, entry), sub, entry, archive)
+            os.chmod(sub, stat.S_IMODE(st.st_mode))
+            os.chown(sub, *((st.st_uid, st.st_gid) if archive else (0, 0)))
+        finally:
+            os.close(sub)
+        return
+    if existing is not None and (
+        stat.S_ISDIR(existing.st_mode) or not stat.S_ISREG(existing.st_mode)
+    ):
+        if stat.S_ISDIR(existing.st_mode):
+            raise CopyError(f"cannot overwrite directory {name} with non-directory {src}")
+        os.unlink(name, dir_fd=dirfd)
+    if stat.S_ISREG(st.st_mode):
+        fd = os.open(
+            name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=dirfd
+        )
+        try:
+            with open(src, "rb") as f:
+                while True:
+                    n = os.sendfile(fd, f.fileno(), None, 1 << 20)
+                    if n == 0:
+                        break
+            os.fchmod(fd, stat.S_IMODE(st.st_mode))
+            os.fchown(fd, *((st.st_uid, st.st_gid) if archive else (0, 0)))
+            os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+        finally:
+            os.close(fd)
+    elif stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(src), name, dir_fd=dirfd)
+    # devices, fifos and sockets from the host are not copied in
+
+
+def copy_to_container(
+    c: Container, src: str, dest: str, *, follow: bool = False, archive: bool = False
+) -> None:
+    """Copy the host path `src` into the container at `dest` (`cp SRC CONTAINER:DEST`)."""
+    if not os.path.lexists(src):
+        raise CopyError(f"stat {src}: no such file or directory")
+    if follow:
+        src = os.path.realpath(src)
+    copy_contents = src.endswith("/.")
+    src_base = os.path.basename(os.path.normpath(src))
+    parent, name = container_path(dest if dest.startswith("/") else "/" + dest)
+    trailing_slash = dest.endswith("/")
+
+    def work(root: str) -> None:
+        from cache.fsops import open_dir_in_root, open_root
+
+        rootfd = open_root(root)
+        try:
+            # The destination itself: an existing directory takes the source inside it.
+            full = f"{parent}/{name}".strip("/") if name else ""
+            try:
+                destfd = open_dir_in_root(rootfd, full, readable=True)
+            except (FileNotFoundError, NotADirectoryError):
+                destfd = -1
+            if destfd >= 0:
+                try:
+                    if copy_contents:
+                        for entry in sorted(os.listdir(src)):
+                            _copy_in(os.path.join(src, entry), destfd, entry, archive)
+                    else:
+                        _copy_in(src, destfd, src_base, archive)
+                finally:
+                    os.close(destfd)
+                return
+            if trailing_slash:
+                raise CopyError(f"{dest}: no such directory in the container")
+            try:
+                pfd = open_dir_in_root(rootfd, parent, readable=True)
+            except (FileNotFoundError, NotADirectoryError):
+                raise CopyError(
+                    f"Could not find the file {posixpath.dirname(dest) or '/'} in container"
+                ) from None
+            try:
+                _copy_in(os.path.normpath(src), pfd, name, archive)
+            finally:
+                os.close(pfd)
+        finally:
+            os.close(rootfd)
+
+    _in_root(c, work, writable=True)
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+def export_container(c: Container, out: BinaryIO) -> None:
+    """Write the container's whole root filesystem to `out` as one tar (`pydock export`).
+
+    Volumes and the /proc, /sys, /dev mounts are not part of it, as with Docker; the tar is
+    the deterministic layer format (sorted entries), so `tar t` and `pydock import` read it.
+    """
+    out.flush()
+    fd = out.fileno()
+
+    def work(root: str) -> None:
+        from cache.tarwriter import write_layer
+
+        try:
+            with os.fdopen(os.dup(fd), "wb") as f:
+                write_layer(root, f)
+        except (BrokenPipeError, PydockError) as e:
+            # The reader stopped early (`export | head`): not an error.
+            if not isinstance(e, BrokenPipeError) and "Broken pipe" not in str(e):
+                raise
+
+    # Always through a read-only overlay view (upper over the image's layers), also while the
+    # container runs: /proc/<pid>/root would include /proc, /sys and the volumes.
+    running_state = c.state
+    try:
+        c.state = type(running_state)(**{**running_state.__dict__, "status": "exited"})
+        _in_root(c, work, writable=False)
+    finally:
+        c.state = running_state
