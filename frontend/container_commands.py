@@ -718,10 +718,10 @@ def cmd_cp(args: argparse.Namespace) -> int:
         raise PydockError("must specify at least one container source")
     if s:
         c = cstore.get(s[0])
-        copy_from_container(c, s[1], dst, follow=args.follow_link)
+        copy_from_container(c, s[1], dst, follow=args.follow_link, archive=args.archive)
     else:
         c = cstore.get(d[0])
-        copy_to_container(c, src, d[1], follow=args.follow_link)
+        copy_to_container(c, src, d[1], follow=args.follow_link, archive=args.archive)
     return 0
 
 
