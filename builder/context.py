@@ -74,6 +74,7 @@ class BuildContext:
         self._stat_cache: dict[str, list] | None = None
         self._stat_dirty = False
         self._key_memo: dict[str, str] = {}
+        self._detail_memo: dict[str, dict[str, str]] = {}
         self._walk: dict[str, os.stat_result] | None = None
 
     # ---- file set -------------------------------------------------------------------------
@@ -204,18 +205,27 @@ class BuildContext:
         if source.rel in self._key_memo:
             return self._key_memo[source.rel]
         h = xxhash.xxh3_128()
+        detail: dict[str, str] = {}
         if source.is_dir:
             prefix = source.rel + "/" if source.rel else ""
             for rel, st in self.files().items():
                 if rel.startswith(prefix):
-                    self._feed(h, rel[len(prefix) :], rel, st)
+                    detail[rel] = self._feed(h, rel[len(prefix) :], rel, st)
         else:
-            self._feed(h, posixpath.basename(source.rel), source.rel, source.st)
+            detail[source.rel] = self._feed(
+                h, posixpath.basename(source.rel), source.rel, source.st
+            )
         key = h.hexdigest()
         self._key_memo[source.rel] = key
+        self._detail_memo[source.rel] = detail
         return key
 
-    def _feed(self, h: xxhash.xxh3_128, name: str, rel: str, st: os.stat_result) -> None:
+    def file_keys(self, source: Source) -> dict[str, str]:
+        """Per-file keys of a source (context path -> short key), to name what changed."""
+        self.content_key(source)
+        return self._detail_memo[source.rel]
+
+    def _feed(self, h: xxhash.xxh3_128, name: str, rel: str, st: os.stat_result) -> str:
         # In the key: relative name, file type + permission bits, uid, gid, link target,
         # content. Not in it: mtime, atime, ctime, inode (they change without the content).
         kind = stat.S_IFMT(st.st_mode)
@@ -228,7 +238,9 @@ class BuildContext:
         line = (
             f"{name}\0{kind:o}\0{stat.S_IMODE(st.st_mode):o}\0{st.st_uid}\0{st.st_gid}\0{extra}\n"
         )
-        h.update(line.encode("utf-8", "surrogateescape"))
+        data = line.encode("utf-8", "surrogateescape")
+        h.update(data)
+        return xxhash.xxh3_64_hexdigest(data)
 
     def _file_hash(self, rel: str, st: os.stat_result) -> str:
         cache = self._load_stat_cache()

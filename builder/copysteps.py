@@ -74,6 +74,7 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
 
     # Resolve sources now: their content is part of the key.
     plan: list[tuple[str, Any]] = []  # (kind, payload)
+    detail: dict[str, dict[str, str]] = {}
     if from_ref is not None:
         from_state, from_key = solver.stage_state(from_ref, node)
         for s in srcs:
@@ -95,7 +96,10 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                 plan.append(("url", payload))
             else:
                 for src in context.resolve(s, what):
-                    parts.append((f"src:{src.rel or '.'}", context.content_key(src)))
+                    part = f"src:{src.rel or '.'}"
+                    parts.append((part, context.content_key(src)))
+                    if src.is_dir:
+                        detail[part] = context.file_keys(src)
                     plan.append(("context", src))
 
     if checksum and not any(k == "url" for k, _ in plan):
@@ -155,7 +159,7 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
             return commit_dir(solver.store, upper, overlay_upper=False, sde=sde)
 
     display = node.original if len(node.original) < 200 else node.original[:197] + "..."
-    solver._step(ctx, node, display, parts, execute, created_by)
+    solver._step(ctx, node, display, parts, execute, created_by, detail=detail)
 
 
 def _expand_body(solver: Any, ctx: Any, body: str) -> str:

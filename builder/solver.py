@@ -352,7 +352,7 @@ class Solver:
         execute=None,  # noqa: ANN001 - () -> str | None (diff_id); None: a metadata step
         created_by: str = "",
         config: dict | None = None,
-        new_layer_possible: bool = False,
+        detail: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Look the step up in the cache; on a miss execute it; record the outcome."""
         self.vertex += 1
@@ -376,7 +376,7 @@ class Solver:
             why = (
                 "--no-cache"
                 if self.opts.no_cache
-                else explain_miss(parts, self.cache.closest(parts))
+                else explain_miss(parts, self.cache.closest(parts), detail)
             )
         self.result.plan_lines.append(f"MISS    {name}  ({why})")
         history = {"created": now(self.sde), "created_by": created_by}
@@ -397,7 +397,8 @@ class Solver:
             self.progress.failed(num, exc.message.splitlines()[0])
             raise BuildError(f"{name}: {exc.message}") from None
         history = {"created": now(self.sde), "created_by": created_by}
-        self.cache.write(CacheEntry(key, list(parts), {"diff_id": diff_id, "history": history}))
+        result = {"diff_id": diff_id, "history": history}
+        self.cache.write(CacheEntry(key, list(parts), result, detail=detail or {}))
         self.progress.finished(num)
         self.result.steps.append(StepRecord(num, name, False, why, key, diff_id))
         ctx.state = state.add_step(key, diff_id, history)

@@ -54,6 +54,9 @@ class CacheEntry:
     parts: list[tuple[str, str]]
     result: dict
     created: float = field(default_factory=time.time)
+    # Not part of the key: per-file keys of folder sources (part name -> path -> key), kept
+    # only so a miss can name the file that changed rather than the folder.
+    detail: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def diff_id(self) -> str | None:
@@ -66,6 +69,8 @@ class CacheEntry:
             "result": self.result,
             "created": self.created,
         }
+        if self.detail:
+            doc["detail"] = self.detail
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
     @classmethod
@@ -76,21 +81,45 @@ class CacheEntry:
             parts=[(str(a), str(b)) for a, b in doc.get("parts", [])],
             result=doc.get("result") or {},
             created=float(doc.get("created", 0)),
+            detail=doc.get("detail") or {},
         )
 
 
-def explain_miss(parts: Parts, previous: CacheEntry | None) -> str:
-    """Why a key missed, as a short phrase: which named parts differ from the closest entry."""
+def _file_changes(name: str, old: dict[str, str], new: dict[str, str]) -> list[str]:
+    prefix = name.split(":", 1)[0] + ":"
+    words = [f"{prefix}{p} changed" for p in new if p in old and old[p] != new[p]]
+    words += [f"{prefix}{p} added" for p in new if p not in old]
+    words += [f"{prefix}{p} removed" for p in old if p not in new]
+    if len(words) > 3:
+        words = [*words[:3], f"and {len(words) - 3} more"]
+    return words
+
+
+def explain_miss(
+    parts: Parts, previous: CacheEntry | None, detail: dict[str, dict[str, str]] | None = None
+) -> str:
+    """Why a key missed, as a short phrase: which named parts differ from the closest entry
+    (naming the files inside a folder source when both sides have per-file detail)."""
     if previous is None:
         return "not built before"
     old = dict(previous.parts)
     new = dict(parts)
     if old.get("parent") != new.get("parent"):
         return "parent changed"
-    changed = [n for n in new if n in old and old[n] != new[n]]
+    changed = []
+    for n in new:
+        if n in old and old[n] != new[n]:
+            if detail and n in detail and n in previous.detail:
+                changed += _file_changes(n, previous.detail[n], detail[n]) or [n]
+            else:
+                changed.append(n)
+    changed = [c.removesuffix(" changed") for c in changed]
     added = [n for n in new if n not in old]
     removed = [n for n in old if n not in new]
-    words = [f"{n} changed" for n in changed]
+    words = [
+        c if c.endswith((" added", " removed")) or c.startswith("and ") else f"{c} changed"
+        for c in changed
+    ]
     words += [f"{n} added" for n in added]
     words += [f"{n} removed" for n in removed]
     return ", ".join(words) if words else "cache entry incomplete"
