@@ -22,6 +22,7 @@ from typing import Any
 
 import xxhash
 
+from builder.context import ContextError
 from builder.copy import (
     CopyError,
     CopySource,
@@ -95,7 +96,11 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                 parts.append((f"src:{s}", part))
                 plan.append(("url", payload))
             else:
-                for src in context.resolve(s, what):
+                try:
+                    resolved = context.resolve(s, what)
+                except ContextError as exc:
+                    raise ContextError(f"{fname}:{node.start_line}: {exc.message}") from None
+                for src in resolved:
                     part = f"src:{src.rel or '.'}"
                     parts.append((part, context.content_key(src)))
                     if src.is_dir:
