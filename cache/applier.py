@@ -94,8 +94,14 @@ def apply_layer(
                 raise
             except OSError as e:
                 raise BadLayer(f"member {show(member.name)!r}: {e.strerror or e}") from None
+            except (ValueError, OverflowError) as e:
+                # e.g. a NUL inside an xattr name: a malformed member, not a crash
+                raise BadLayer(f"member {show(member.name)!r}: {e}") from None
             applier.end_member()
-        applier.finish()
+        try:
+            applier.finish()
+        except OSError as e:
+            raise BadLayer(f"setting directory times in {target}: {e.strerror}") from None
     finally:
         applier.close()
     summary = reader.summary()

@@ -19,6 +19,8 @@ or `skip`) before asking for the next one (skipping happens automatically if it 
 from __future__ import annotations
 
 import hashlib
+import lzma
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -28,6 +30,7 @@ from cache.errors import BadLayer
 BLOCK = 512
 MAX_META = 1 << 20  # PAX records and GNU long names, as Go's archive/tar
 _CHUNK = 1 << 20
+_MAX_MTIME = (1 << 63) // 10**9  # seconds that fit in a signed 64-bit nanosecond count
 
 REG, LINK, SYMLINK, CHR, BLK, DIR, FIFO = "0", "1", "2", "3", "4", "5", "6"
 _TYPES = {b"0": REG, b"\0": REG, b"7": REG, b"1": LINK, b"2": SYMLINK, b"3": CHR}
@@ -105,7 +108,7 @@ class TarReader:
             chunk = self._stream.read(_CHUNK)
         except BadLayer:
             raise
-        except (OSError, EOFError, ValueError) as e:
+        except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
             # gzip/bz2/lzma/zstd wrappers report corrupt or truncated input this way.
             raise BadLayer(f"corrupt compressed stream at byte {self.offset}: {e}") from None
         if not chunk:
@@ -285,6 +288,8 @@ class TarReader:
                 m.xattrs[key[len("SCHILY.xattr.") :]] = value
         if m.size < 0 or m.uid < 0 or m.gid < 0:
             raise BadLayer(f"member {show(name)!r}: negative size or id")
+        if not -_MAX_MTIME < m.mtime < _MAX_MTIME:
+            raise BadLayer(f"member {show(name)!r}: mtime out of range")
         if kind in _HEADER_ONLY:
             m.size = 0
         self._body_data = m.size

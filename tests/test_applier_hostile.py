@@ -223,6 +223,14 @@ CASES = [
         REFUSED,
         "user.overlay.opaque",
     ),
+    ("xattr-name-with-nul", [("file", "f", b"p", {"SCHILY.xattr.user.a\x00b": "v"})], REFUSED, "f"),
+    (
+        "mtime-out-of-range",
+        [("file", "f", b"p", {"mtime": "99999999999999999999"})],
+        REFUSED,
+        "mtime",
+    ),
+    ("path-with-nul", [("file", "f", b"p", {"path": "a\x00b"})], REFUSED, "NUL"),
     ("device-node", [("chr", "dev/null", 1, 3)], INSIDE, "dev/null"),
     ("fifo", [("fifo", "p")], INSIDE, "p"),
     (
