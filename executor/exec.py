@@ -43,7 +43,7 @@ def exec_in_container(
     privileged: bool = False,
 ) -> int:
     """Run `argv` in the running container `c`; its exit code (0 at once with `detach`)."""
-    from executor.lifecycle import merge_env
+    from executor.lifecycle import merge_env, runtime_env
 
     st = c.state
     if not st.running or not process_alive(st.pid, st.pid_start):
@@ -58,7 +58,7 @@ def exec_in_container(
         # The pid may have been reused between the check and the opens: check again.
         if not process_alive(st.pid, st.pid_start):
             raise PydockError(f"Container {c.id} is not running")
-        full_env = merge_env(list(c.config.get("Env") or []), list(env or []))
+        full_env = merge_env(runtime_env(c), list(env or []))
         if tty:
             full_env = merge_env(full_env, ["TERM=xterm"])
         cwd = workdir or c.config.get("WorkingDir") or "/"

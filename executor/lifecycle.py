@@ -183,10 +183,11 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
     for f in opts.env_file:
         user_env += parse_env_file(f)
     user_env += opts.env
-    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}"]
-    if opts.tty:
-        base.append("TERM=xterm")
-    env = merge_env(base, list(icfg.get("Env") or []), user_env)
+    # The record keeps the image's and the user's variables (what `commit` saves); HOSTNAME
+    # and TERM are added at start, as Docker's daemon does.
+    env = merge_env(list(icfg.get("Env") or []), user_env)
+    if not any(e.startswith("PATH=") for e in env):
+        env.insert(0, f"PATH={DEFAULT_PATH}")
 
     if opts.network not in ("none", "host", "default", "bridge"):
         raise RunError(
@@ -276,7 +277,7 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
         "Env": env,
         "Cmd": cmd or None,
         "Image": opts.image,
-        "Volumes": {m["Destination"]: {} for m in mounts} or None,
+        "Volumes": {m["Destination"]: {} for m in mounts if m["Type"] == "volume"} or None,
         "WorkingDir": opts.workdir or icfg.get("WorkingDir", "") or "",
         "Entrypoint": entrypoint or None,
         "OnBuild": None,
@@ -355,6 +356,14 @@ def find_image(store, name: str):  # noqa: ANN001, ANN201 - cache.store.Store ->
         ) from None
 
 
+def runtime_env(c: Container) -> list[str]:
+    """The process environment: Docker's PATH/HOSTNAME/TERM defaults, then the record's Env."""
+    base = [f"PATH={DEFAULT_PATH}", f"HOSTNAME={c.config.get('Hostname') or c.short_id}"]
+    if c.config.get("Tty"):
+        base.append("TERM=xterm")
+    return merge_env(base, list(c.config.get("Env") or []))
+
+
 def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.spec.RunSpec
     """The executor's RunSpec for running container `c` (its layers unpacked if needed)."""
     from executor.spec import Limits, Mount, RunSpec
@@ -393,7 +402,7 @@ def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.sp
         work=c.work,
         merged=c.merged,
         argv=c.argv,
-        env=list(cfg.get("Env") or []),
+        env=runtime_env(c),
         cwd=cfg.get("WorkingDir") or "/",
         user=cfg.get("User") or "",
         hostname=cfg.get("Hostname") or c.short_id,

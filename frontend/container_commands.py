@@ -743,6 +743,52 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def commit_changes(changes: list[str]) -> dict:
+    """Config changes from `commit -c` lines ("CMD [...]", "ENV K=V", "EXPOSE 80", ...)."""
+    import json
+    import shlex
+
+    out: dict = {}
+    for line in changes:
+        word, _, rest = line.strip().partition(" ")
+        word, rest = word.upper(), rest.strip()
+        if word in ("CMD", "ENTRYPOINT"):
+            if rest.startswith("["):
+                try:
+                    value = json.loads(rest)
+                except ValueError:
+                    raise PydockError(f"commit -c {line!r}: not a JSON array") from None
+            else:
+                value = ["/bin/sh", "-c", rest]
+            out["Cmd" if word == "CMD" else "Entrypoint"] = value
+        elif word == "ENV":
+            parts = shlex.split(rest)
+            if parts and "=" not in parts[0]:
+                k, _, v = rest.partition(" ")
+                pairs = [f"{k}={v.strip()}"]
+            else:
+                pairs = parts
+            out.setdefault("Env", []).extend(pairs)
+        elif word == "LABEL":
+            out.setdefault("Labels", {}).update(
+                dict(p.partition("=")[::2] for p in shlex.split(rest))
+            )
+        elif word == "EXPOSE":
+            out.setdefault("ExposedPorts", {}).update(
+                {(p if "/" in p else f"{p}/tcp"): {} for p in rest.split()}
+            )
+        elif word == "VOLUME":
+            vols = json.loads(rest) if rest.startswith("[") else rest.split()
+            out.setdefault("Volumes", {}).update({v: {} for v in vols})
+        elif word in ("USER", "WORKDIR", "STOPSIGNAL"):
+            out[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[word]] = rest
+        else:
+            raise PydockError(
+                f"commit -c: {word} is not a supported change (CMD ENTRYPOINT ENV EXPOSE LABEL USER VOLUME WORKDIR STOPSIGNAL)"
+            )
+    return out
+
+
 def cmd_commit(args: argparse.Namespace) -> int:
     from executor.commit import commit_container
 
@@ -754,7 +800,7 @@ def cmd_commit(args: argparse.Namespace) -> int:
         repository=args.repository,
         message=args.message or "",
         author=args.author or "",
-        changes=args.change,
+        config_changes=commit_changes(args.change),
         pause=str(args.pause).lower() not in ("false", "0", "no"),
     )
     print(image.image_id)
