@@ -1,0 +1,96 @@
+"""Bad input: a failing RUN stops the build with step, command, exit code and output and leaves
+no image, tag or mount; syntax errors have file:line:col; unknown base images say how to get one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from build_helpers import build_ctx, write_files
+
+from builder.steps import RunFailed
+
+
+def _mounts_under(path) -> list[str]:
+    with open("/proc/self/mounts") as f:
+        return [line for line in f if str(path) in line]
+
+
+def test_failing_run_leaves_store_unchanged(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(
+        ctx,
+        {"Dockerfile": 'FROM busybox\nENV A=1\nRUN echo out; echo err >&2; exit 7\nCMD ["sh"]\n'},
+    )
+    index = (busybox_store.root / "index.json").read_bytes()
+    blobs = sorted((busybox_store.root / "blobs" / "sha256").iterdir())
+    with pytest.raises(RunFailed) as info:
+        build_ctx(busybox_store, ctx, tags=["broken"])
+    msg = info.value.message
+    assert "[3/4] RUN echo out; echo err >&2; exit 7" in msg
+    assert "exit code: 7" in msg
+    assert "out" in info.value.tail and "err" in info.value.tail
+    assert (busybox_store.root / "index.json").read_bytes() == index
+    assert sorted((busybox_store.root / "blobs" / "sha256").iterdir()) == blobs
+    assert list((busybox_store.root / "tmp").iterdir()) == []
+    assert _mounts_under(busybox_store.root) == []
+
+
+def test_failing_run_cli_exit_code_and_message(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": "FROM busybox\nRUN echo boom && false\n"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frontend.pybuild",
+            "--root",
+            str(busybox_store.root),
+            "--progress",
+            "plain",
+            "-t",
+            "x",
+            str(ctx),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1
+    assert "did not complete successfully: exit code: 1" in p.stderr
+    assert "boom" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_syntax_error_has_file_line_column(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": "FROM busybox\nCOPPY a b\n"})
+    p = subprocess.run(
+        [sys.executable, "-m", "frontend.pybuild", "--root", str(busybox_store.root), str(ctx)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode != 0
+    assert 'Dockerfile:2:1: unknown instruction "COPPY"' in p.stderr
+
+
+def test_unknown_base_image_says_how_to_get_it(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": "FROM alpine:3.19\nRUN true\n"})
+    p = subprocess.run(
+        [sys.executable, "-m", "frontend.pybuild", "--root", str(busybox_store.root), str(ctx)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1
+    assert "not in the local store" in p.stderr
+    assert "pydock bootstrap busybox" in p.stderr and "pydock load" in p.stderr
+
+
+def test_from_scratch_works(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": 'FROM scratch\nCOPY f /f\nCMD ["/f"]\n', "f": "x"})
+    res = build_ctx(busybox_store, ctx)
+    img = busybox_store.get_image(res.image_id)
+    assert len(img.diff_ids) == 1
+    assert img.config["config"]["Cmd"] == ["/f"]
