@@ -99,6 +99,7 @@ class CgroupSet:
                 continue
             base = os.path.join(mount, own.get(ctrl, "/").lstrip("/"), parent)
             os.makedirs(base, exist_ok=True)
+            _sweep(base)
             if ctrl == "cpuset":
                 _cpuset_inherit(base)
             path = os.path.join(base, name)
@@ -143,6 +144,7 @@ class CgroupSet:
     def _create_v2(self, name: str, parent: str, limits: Limits) -> None:
         base = os.path.join(CGROUP_ROOT, parent)
         os.makedirs(base, exist_ok=True)
+        _sweep(base)
         available = _read(os.path.join(CGROUP_ROOT, "cgroup.controllers")).split()
         wanted = [c for c in ("cpu", "cpuset", "memory", "pids") if c in available]
         for where in (CGROUP_ROOT, base):
@@ -269,6 +271,26 @@ class CgroupSet:
                     self.kill_all()
                     time.sleep(0.002)
             self.paths.pop(ctrl, None)
+
+
+STALE_AFTER = 60.0
+
+
+def _sweep(base: str) -> None:
+    """Remove the empty cgroups of containers whose caller was killed before it could clean
+    up. rmdir of a cgroup that still has processes fails (EBUSY), so this never touches a
+    live container; young ones are skipped so a cgroup being set up is never taken away."""
+    now = time.time()
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False) and now - entry.stat().st_mtime > STALE_AFTER:
+                os.rmdir(entry.path)
+        except OSError:
+            pass
 
 
 def _cpuset_inherit(path: str) -> None:

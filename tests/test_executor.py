@@ -350,7 +350,7 @@ def test_caller_interrupted_or_killed_leaves_nothing(tmp_path, rootfs, sig):
     assert not any(_alive(p) for p in pids)
     if sig == signal.SIGKILL:
         # nobody was left to remove the (now empty) cgroups: do what a later run's sweep does
-        for path in cg:
+        for path in _find_cgroups(name):
             while os.path.isdir(path) and time.monotonic() < deadline:
                 try:
                     os.rmdir(path)
