@@ -114,6 +114,8 @@ def hold(
         spec = spec_for(c)
     except PydockError as e:
         _tell(ready_fd, e)
+        if c.host_config.get("AutoRemove"):
+            _auto_remove(root, cstore, c)
         raise
     out_r = err_r = -1
     if not tty:

@@ -1,0 +1,264 @@
+"""`pydock run`: real containers on busybox, foreground and detached, with Docker's exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import time
+
+import pytest
+from container_helpers import REPO, Pydock, leftovers_check, wait_for
+
+
+@pytest.fixture
+def pyd(busybox_store, tmp_path):
+    p = Pydock(busybox_store.root)
+    yield p
+    leftovers_check(busybox_store.root, tmp_path)
+
+
+def test_foreground_output_streams_and_exit_code(pyd):
+    p = pyd("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
+    assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
+    assert pyd.ok("ps", "-aq") == ""  # --rm removed it
+
+
+def test_env_workdir_user_hostname(pyd, tmp_path):
+    env_file = tmp_path / "env"
+    env_file.write_text("# comment\nFROM_FILE=f1\nA=overridden-by-e\n")
+    p = subprocess.run(
+        [sys.executable, "-m", "frontend.pydock", "--root", str(pyd.root), "run", "--rm",
+         "--env-file", str(env_file), "-e", "A=1", "-e", "PASSED", "-w", "/work/dir",
+         "-u", "nobody", "-h", "myhost", "busybox", "sh", "-c",
+         "echo $A $PASSED $FROM_FILE; pwd; id -u; hostname; echo $HOSTNAME"],
+        capture_output=True, text=True, cwd=REPO, env={**os.environ, "PASSED": "yes"},
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n") == ["1 yes f1", "/work/dir", "65534", "myhost", "myhost", ""]
+
+
+def test_exit_codes_125_126_127(pyd):
+    p = pyd("run", "--rm", "no-such-image")
+    assert p.returncode == 125 and "not in the local store" in p.stderr
+    p = pyd("run", "--rm", "busybox", "/no/such/binary")
+    assert p.returncode == 127 and "no such file" in p.stderr
+    p = pyd("run", "--rm", "busybox", "nosuchcmd")
+    assert p.returncode == 127 and "executable file not found" in p.stderr
+    p = pyd("run", "--rm", "busybox", "/etc/passwd")
+    assert p.returncode == 126
+    p = pyd("run", "--no-such-flag", "busybox")
+    assert p.returncode == 125
+    p = pyd("run", "--rm", "-p", "8080:80", "busybox", "true")
+    assert p.returncode == 125 and "bridge network" in p.stderr
+    assert pyd.ok("ps", "-aq") == ""
+
+
+def test_name_in_use_is_refused(pyd):
+    pyd.ok("run", "--name", "one", "busybox", "true")
+    p = pyd("run", "--name", "one", "busybox", "true")
+    assert p.returncode == 125
+    assert 'The container name "/one" is already in use' in p.stderr
+    assert p.stderr.count("\n") == 1
+    pyd.ok("rm", "one")
+
+
+def test_bind_mounts_rw_and_ro(pyd, tmp_path):
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "in").write_text("from host\n")
+    p = pyd(
+        "run",
+        "--rm",
+        "-v",
+        f"{host}:/mnt",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /mnt/in; echo back > /mnt/out",
+    )
+    assert p.returncode == 0 and p.stdout == "from host\n"
+    assert (host / "out").read_text() == "back\n"
+    p = pyd("run", "--rm", "-v", f"{host}:/mnt:ro", "busybox", "sh", "-c", "echo x > /mnt/out2")
+    assert p.returncode != 0 and not (host / "out2").exists()
+
+
+def test_entrypoint_override_and_cmd_args(pyd):
+    assert pyd.ok("run", "--rm", "--entrypoint", "echo", "busybox", "a", "b") == "a b\n"
+    # The image's Cmd (sh) is replaced by the arguments.
+    assert pyd.ok("run", "--rm", "busybox", "echo", "-n", "x") == "x"
+
+
+def test_detached_web_lifecycle(pyd):
+    cid = pyd.ok(
+        "run", "-d", "--name", "web", "busybox", "sh", "-c", "echo started; exec sleep 1000"
+    ).strip()
+    assert len(cid) == 64
+    ps = pyd.ok("ps")
+    assert ps.splitlines()[0].split() == [
+        "CONTAINER",
+        "ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]
+    assert cid[:12] in ps and "Up " in ps and "web" in ps
+    info = json.loads(pyd.ok("inspect", "web"))[0]
+    assert info["Id"] == cid and info["Name"] == "/web"
+    assert info["State"]["Running"] is True and info["State"]["Pid"] > 0
+    assert info["Config"]["Cmd"] == ["sh", "-c", "echo started; exec sleep 1000"]
+    assert "sleep 1000" in pyd.ok("top", "web")
+    wait_for(lambda: pyd.ok("logs", "web") == "started\n")
+    assert pyd.ok("exec", "web", "sh", "-c", "echo in-$HOSTNAME") == f"in-{cid[:12]}\n"
+    assert pyd.ok("stop", "-t", "5", "web") == "web\n"
+    psa = pyd.ok("ps", "-a")
+    assert "Exited (143)" in psa
+    assert pyd.ok("ps", "-q") == ""
+    info = json.loads(pyd.ok("inspect", "web"))[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 143
+    p = pyd("exec", "web", "true")
+    assert p.returncode != 0 and "is not running" in p.stderr
+    pyd.ok("rm", "web")
+
+
+def test_kill_signal_and_wait_exit_codes(pyd):
+    script = "trap 'exit 7' USR1; echo ready; while true; do sleep 0.05; done"
+    pyd.ok("run", "-d", "--name", "trapper", "busybox", "sh", "-c", script)
+    wait_for(lambda: "ready" in pyd.ok("logs", "trapper"))
+    assert pyd.ok("kill", "-s", "USR1", "trapper") == "trapper\n"
+    assert pyd.ok("wait", "trapper") == "7\n"
+    pyd.ok("run", "-d", "--name", "sleeper", "busybox", "sleep", "1000")
+    pyd.ok("kill", "sleeper")
+    assert pyd.ok("wait", "sleeper") == "137\n"
+    p = pyd("kill", "sleeper")
+    assert p.returncode == 1 and "is not running" in p.stderr
+    pyd.ok("rm", "trapper", "sleeper")
+
+
+def test_detached_rm_removes_after_exit(pyd):
+    pyd.ok("run", "-d", "--rm", "--name", "brief", "busybox", "sleep", "1000")
+    pyd.ok("stop", "-t", "1", "brief")
+    wait_for(lambda: pyd.ok("ps", "-aq") == "")
+
+
+def test_rm_of_running_container_needs_force(pyd):
+    pyd.ok("run", "-d", "--name", "busy", "busybox", "sleep", "1000")
+    p = pyd("rm", "busy")
+    assert p.returncode == 1
+    assert "stop the container before removing or force remove" in p.stderr
+    assert pyd.ok("rm", "-f", "busy") == "busy\n"
+    assert pyd.ok("ps", "-aq") == ""
+
+
+def _drive_pty(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[int, bytes]:
+    """Run argv on a new pty, type `typed`, collect everything until it exits."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, *argv])
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        if not sent and (b"# " in out or b"$ " in out):
+            os.write(fd, typed)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out
+
+
+def test_interactive_tty_shell(pyd):
+    code, out = _drive_pty(
+        [
+            "-m",
+            "frontend.pydock",
+            "--root",
+            str(pyd.root),
+            "run",
+            "-i",
+            "-t",
+            "--rm",
+            "busybox",
+            "/bin/sh",
+        ],
+        b"echo hi; exit 3\r",
+    )
+    assert code == 3
+    assert b"\nhi\r\n" in out.replace(b"\r\r", b"\r")
+    assert pyd.ok("ps", "-aq") == ""
+
+
+def test_tty_is_a_terminal_inside(pyd):
+    code, out = _drive_pty(
+        [
+            "-m",
+            "frontend.pydock",
+            "--root",
+            str(pyd.root),
+            "run",
+            "-t",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "tty; echo $TERM",
+        ],
+        b"",
+    )
+    assert code == 0
+    assert b"/dev/pts/0" in out and b"xterm" in out
+
+
+def test_memory_limit_oom_kill_is_reported(pyd):
+    p = pyd(
+        "run", "--name", "hog", "-m", "32m", "busybox", "sh", "-c",
+        "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived",
+    )  # fmt: skip
+    assert p.returncode == 137, (p.stdout, p.stderr)
+    assert "survived" not in p.stdout
+    info = json.loads(pyd.ok("inspect", "hog"))[0]
+    assert info["State"]["OOMKilled"] is True
+    assert info["State"]["ExitCode"] == 137
+    assert info["HostConfig"]["Memory"] == 32 * 1024 * 1024
+    pyd.ok("rm", "hog")
+
+
+def test_cidfile_and_create_then_start(pyd, tmp_path):
+    cidfile = tmp_path / "cid"
+    cid = pyd.ok(
+        "create", "--cidfile", str(cidfile), "--name", "later", "busybox", "echo", "made"
+    ).strip()
+    assert cidfile.read_text() == cid
+    assert "Created" in pyd.ok("ps", "-a")
+    p = pyd("start", "-a", "later")
+    assert (p.returncode, p.stdout) == (0, "made\n")
+    pyd.ok("start", "later")
+    assert pyd.ok("wait", "later") == "0\n"
+    assert pyd.ok("logs", "later") == "made\nmade\n"
+    pyd.ok("rm", "later")
+    p = pyd("run", "--cidfile", str(cidfile), "busybox", "true")
+    assert p.returncode == 125 and "Container ID file found" in p.stderr
+
+
+def test_readonly_root_and_network_none(pyd):
+    p = pyd("run", "--rm", "--read-only", "busybox", "touch", "/x")
+    assert p.returncode != 0 and "Read-only file system" in p.stderr
+    out = pyd.ok("run", "--rm", "busybox", "cat", "/proc/net/dev")
+    assert "lo:" in out and "eth0" not in out
