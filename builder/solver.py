@@ -7,9 +7,11 @@ whose key is `step_key` over named parts: ("parent", previous step key or base i
 reuses the recorded result (layer DiffID or none, plus the history entry) and runs nothing; a
 miss says why (the parts that differ from the closest earlier entry) and executes the step.
 
-Stages run one after another: the executor forks, and forking from a threaded process risks
-a child that inherits a lock held by another thread; sequential stages keep that impossible
-(the RUN output pump thread only does `os.read` and the progress callback).
+Independent stages run in parallel threads. The executor forks from them; that is safe here
+because its forked child uses only os-level calls (no Python lock another thread might hold:
+no printing, logging or imports) and closes every inherited fd but its own pipes. Store calls
+that unpack or add layers are serialized (`SerialStore`); a failing stage sets `cancel`, the
+others stop before their next step; on Ctrl-C the running containers are killed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import posixpath
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,49 @@ PROXY_ARGS = {
     "ALL_PROXY",
     "all_proxy",
 }
+
+
+class _Cancelled(PydockError):
+    """This stage stopped because another one failed (never shown when that error is)."""
+
+
+class SerialStore:
+    """The store as the solver's threads share it: calls that unpack or add layers, or write
+    the index, run one at a time (the store's flock is re-entrant per process, not per
+    thread). Everything else is passed through."""
+
+    _SERIAL = ("unpacked_lowers", "add_layer", "write_image", "tag_image")
+
+    def __init__(self, store) -> None:  # noqa: ANN001
+        self._store = store
+        self._lock = threading.RLock()
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        attr = getattr(self._store, name)
+        if name in self._SERIAL:
+
+            def serial(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+                with self._lock:
+                    return attr(*args, **kwargs)
+
+            return serial
+        return attr
+
+
+def _has_parallelism(stages: list[Stage]) -> bool:
+    """True when two of the stages do not depend on each other (directly or not)."""
+    ancestors: dict[int, set[int]] = {}
+    for st in stages:
+        anc: set[int] = set()
+        for d in st.deps:
+            anc |= {d} | ancestors.get(d, set())
+        ancestors[st.index] = anc
+    idx = [st.index for st in stages]
+    for i, a in enumerate(idx):
+        for b in idx[i + 1 :]:
+            if a not in ancestors[b] and b not in ancestors[a]:
+                return True
+    return False
 
 
 class BuildError(PydockError):
@@ -144,8 +190,10 @@ def build(
 
 class Solver:
     def __init__(self, store, opts: BuildOptions, progress, executor: Executor) -> None:  # noqa: ANN001
-        self.store = store
+        self.store = SerialStore(store)
         self.opts = opts
+        self.cancel = threading.Event()
+        self._vertex_lock = threading.Lock()
         self.progress = progress
         self.executor = executor
         self.cache = BuildCache(store.root)
@@ -182,8 +230,7 @@ class Solver:
                 self.stage_index[st.name.lower()] = st.index
         try:
             self._open_context()
-            for stage in stages:
-                self.states[stage.index] = self._solve_stage(stage)
+            self._solve_all(stages)
             final = self.states[stages[-1].index]
             if self.context is not None and not self.opts.dry_run:
                 self.context.save_stat_cache()
@@ -195,6 +242,49 @@ class Solver:
         self.result.state = final
         self._write_image(final)
         return self.result
+
+    def _solve_all(self, stages: list[Stage]) -> None:
+        """Solve the stages: in file order when they form a chain (or for --dry-run), else
+        independent stages in parallel threads, each waiting for the stages it reads."""
+        if self.opts.dry_run or not _has_parallelism(stages):
+            for stage in stages:
+                self.states[stage.index] = self._solve_stage(stage)
+            return
+        import concurrent.futures as cf
+
+        futures: dict[int, cf.Future] = {}
+
+        def task(stage: Stage) -> None:
+            try:
+                for dep in sorted(stage.deps):
+                    futures[dep].result()
+                self.states[stage.index] = self._solve_stage(stage)
+            except BaseException:
+                self.cancel.set()  # a failure stops the other stages at their next step
+                raise
+
+        pool = cf.ThreadPoolExecutor(max_workers=min(4, len(stages)), thread_name_prefix="stage")
+        try:
+            for stage in stages:
+                futures[stage.index] = pool.submit(task, stage)
+            cf.wait(futures.values())
+        except BaseException:
+            self.cancel.set()
+            kill = getattr(self.executor, "kill_all", None)
+            if kill is not None:
+                kill()
+            cf.wait(futures.values())
+            raise
+        finally:
+            pool.shutdown(wait=True)
+        for stage in stages:  # the first real error in file order
+            exc = futures[stage.index].exception()
+            if exc is not None and not isinstance(exc, _Cancelled):
+                raise exc
+        for stage in stages:
+            exc = futures[stage.index].exception()
+            if exc is not None:
+                raise exc
 
     def _validate(self, parsed) -> None:  # noqa: ANN001
         """Let the front end's typed parse report what is wrong with the file, if it can."""
@@ -281,13 +371,13 @@ class Solver:
             state = state.with_config(cfg)
         ctx = StageCtx(stage, state, {}, total=1 + len(trigger_nodes) + len(stage.nodes))
         ctx.position = 1
-        self.vertex += 1
+        num = self._next_vertex()
         base_name = "scratch" if stage.base.lower() == "scratch" else stage.base
         if stage.base_stage is not None:
             base_name = self._stage_name(stage.base_stage)
         name = ctx.label(f"FROM {base_name}", self.multi)
-        self.progress.cached(self.vertex, name)
-        self.result.steps.append(StepRecord(self.vertex, name, True, key=state.key))
+        self.progress.cached(num, name)
+        self.result.steps.append(StepRecord(num, name, True, key=state.key))
         self.result.plan_lines.append(f"CACHED  {name}")
         if not state.key:
             state.key = step_key([("base", "scratch")])
@@ -296,6 +386,11 @@ class Solver:
         for node in stage.nodes:
             self._dispatch(ctx, node)
         return ctx.state
+
+    def _next_vertex(self) -> int:
+        with self._vertex_lock:
+            self.vertex += 1
+            return self.vertex
 
     def _stage_name(self, index: int) -> str:
         return (
@@ -334,6 +429,8 @@ class Solver:
 
     # ---- steps ----------------------------------------------------------------------------
     def _dispatch(self, ctx: StageCtx, node, trigger: bool = False) -> None:  # noqa: ANN001
+        if self.cancel.is_set():
+            raise _Cancelled("build stopped: another stage failed")
         ctx.position += 1
         kind = node.cmd.upper()
         handler = getattr(self, f"_i_{kind.lower()}", None)
@@ -355,8 +452,7 @@ class Solver:
         detail: dict[str, dict[str, str]] | None = None,
     ) -> None:
         """Look the step up in the cache; on a miss execute it; record the outcome."""
-        self.vertex += 1
-        num = self.vertex
+        num = self._next_vertex()
         name = ctx.label(text, self.multi)
         if self.sde is not None:
             parts = [*parts, ("source_date_epoch", str(self.sde))]

@@ -25,12 +25,44 @@ class Executor(Protocol):
 
 
 class RuntimeExecutor:
-    """The real executor: `executor.runtime.run` (imported lazily: cached builds never pay)."""
+    """The real executor: `executor.runtime` (imported lazily: cached builds never pay).
+
+    It remembers the containers running so `kill_all` can stop them from another thread (on
+    Ctrl-C only the main thread gets KeyboardInterrupt; stages may be running in others).
+    """
+
+    def __init__(self) -> None:
+        self.live: set = set()
+        self.lock = threading.Lock()
 
     def run(self, spec: RunSpec) -> RunResult:
-        from executor.runtime import run
+        import signal
 
-        return run(spec)
+        from executor.runtime import start
+
+        container = start(spec)
+        with self.lock:
+            self.live.add(container)
+        try:
+            return container.wait()
+        except BaseException:
+            container.kill(signal.SIGKILL)
+            container.wait()
+            raise
+        finally:
+            with self.lock:
+                self.live.discard(container)
+
+    def kill_all(self) -> None:
+        import signal
+
+        with self.lock:
+            running = list(self.live)
+        for c in running:
+            try:
+                c.kill(signal.SIGKILL)
+            except OSError:
+                pass
 
 
 class StepFailed(PydockError):

@@ -58,3 +58,39 @@ def test_target_builds_only_what_it_needs(busybox_store, tmp_path):
     img = busybox_store.get_image(res.image_id)
     assert len(img.diff_ids) == 3  # busybox + COPY + RUN of builder (the test RUN adds nothing)
     assert img.config["history"][-1]["empty_layer"] is True
+
+
+PARALLEL = """\
+FROM busybox AS a
+RUN echo a > /a && sleep 1
+
+FROM busybox AS b
+RUN echo b > /b && sleep 1
+
+FROM busybox
+COPY --from=a /a /a
+COPY --from=b /b /b
+"""
+
+
+def test_independent_stages_both_built(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": PARALLEL})
+    res = build_ctx(busybox_store, ctx)
+    assert res.containers_run == 2
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/a") == "a\n" and view.read_text("/b") == "b\n"
+
+
+def test_failing_stage_stops_the_build(busybox_store, tmp_path):
+    import pytest
+
+    from builder.steps import RunFailed
+
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": PARALLEL.replace("echo b > /b && sleep 1", "exit 4")})
+    index = (busybox_store.root / "index.json").read_bytes()
+    with pytest.raises(RunFailed, match="exit code: 4"):
+        build_ctx(busybox_store, ctx, tags=["p"])
+    assert (busybox_store.root / "index.json").read_bytes() == index
+    assert list((busybox_store.root / "tmp").iterdir()) == []
