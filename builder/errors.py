@@ -96,8 +96,14 @@ class ExpansionError(PydockError):
         super().__init__(msg)
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """`' (did you mean "COPY"?)'` for the closest choice to `word`, or `''` if none is close."""
+def closest(word: str, choices: Iterable[str]) -> str | None:
+    """The choice most like `word` (case-insensitive), or None if none is close enough."""
     upper = {c.upper(): c for c in choices}
     close = difflib.get_close_matches(word.upper(), list(upper), n=1, cutoff=0.6)
-    return f' (did you mean "{upper[close[0]]}"?)' if close else ""
+    return upper[close[0]] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`' (did you mean "COPY"?)'` for the closest choice to `word`, or `''` if none is close."""
+    close = closest(word, choices)
+    return f' (did you mean "{close}"?)' if close else ""

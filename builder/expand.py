@@ -99,7 +99,9 @@ class Lexer:
             return scan.stop_on(None, self.raw_escapes)
         except ExpansionError as exc:
             raise ExpansionError(
-                f"failed to process {_go_quote(word)}: {exc.msg}", word=word, offset=scan.pos
+                f"failed to process {_go_quote(word)}: {exc.msg}",
+                word=word,
+                offset=exc.offset if exc.offset >= 0 else scan.pos,
             ) from None
 
 
@@ -190,6 +192,7 @@ class _Scan:
     def double_quote(self) -> str:
         out: list[str] = []
         esc = self.lx.escape
+        start = self.pos
         self.pos += 1
         if self.lx.raw_quotes:
             out.append('"')
@@ -197,7 +200,8 @@ class _Scan:
             ch = self.peek()
             if ch == "":
                 raise ExpansionError(
-                    "unexpected end of statement while looking for matching double-quote"
+                    "unexpected end of statement while looking for matching double-quote",
+                    offset=start,
                 )
             if ch == '"':
                 self.pos += 1
@@ -240,6 +244,15 @@ class _Scan:
         return "", False
 
     def dollar(self) -> str:
+        start = self.pos
+        try:
+            return self._dollar()
+        except ExpansionError as exc:
+            if exc.offset < 0:
+                exc.offset = start  # point at the `$` of the bad expansion
+            raise
+
+    def _dollar(self) -> str:
         self.pos += 1  # the $
         if self.peek() != "{":
             name = self.name()

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from builder.errors import DockerfileError, ExpansionError, did_you_mean
+from builder.errors import DockerfileError, ExpansionError, closest, did_you_mean
 from builder.expand import check_word, expand_word, expand_words
 from builder.nodes import Heredoc, Node
 
@@ -307,8 +307,8 @@ def _parse_flags(ctx: _Ctx, keyword: str) -> dict[str, str | bool | list[str]]:
         name, eq, value = body.partition("=")
         kind = spec.get(name)
         if kind is None:
-            hint = did_you_mean(name, spec) if spec else ""
-            hint = hint.lower()
+            close = closest(name, spec) if spec else None
+            hint = f" (did you mean --{close}?)" if close else ""
             raise ctx.error(f"unknown flag: --{name} for {keyword}{hint}", offset)
         if name in values and kind != _LIST:
             raise ctx.error(f"duplicate flag specified: --{name}", offset)
