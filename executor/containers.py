@@ -348,7 +348,7 @@ class ContainerStore:
             for sub in ("upper", "work", "merged"):
                 (stage / sub).mkdir(0o755)
             _write_atomic(stage / "config.json", _dump(c.config_json()))
-            _write_atomic(stage / "state.json", _dump(asdict(c.state)))
+            _write_atomic(stage / "state.json", _dump(asdict(c.state)), sync=False)
             final = self.dir / c.id
             os.rename(stage, final)
             c.dir = final
@@ -358,8 +358,12 @@ class ContainerStore:
         _write_atomic(c.dir / "config.json", _dump(c.config_json()))
 
     def save_state(self, c: Container) -> None:
-        """Replace state.json with `c.state` (callers hold the lock or own the container)."""
-        _write_atomic(c.dir / "state.json", _dump(asdict(c.state)))
+        """Replace state.json with `c.state` (callers hold the lock or own the container).
+
+        Not fsync'd: a state lost in a crash is rebuilt by `reconcile` (the process is gone
+        then anyway), and a run stays cheap.
+        """
+        _write_atomic(c.dir / "state.json", _dump(asdict(c.state)), sync=False)
 
     def update_state(self, c: Container, change: Callable[[State], None]) -> State:
         """Re-read the state under the lock, apply `change`, save; `c.state` is updated too."""

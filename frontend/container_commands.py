@@ -1124,9 +1124,58 @@ def _register_container_commands(sub, prefix: str = "") -> None:  # noqa: ANN001
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
 
 
+class _Discard:
+    """Stands in for the parsers of commands not being run (building them all costs ~25 ms)."""
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        return lambda *a, **k: self
+
+
+def _wanted_command() -> str | None:
+    """The sub-command of this process's own command line, when it is one of ours."""
+    args = sys.argv[1:]
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--root":
+            i += 2
+            continue
+        if word.startswith("-"):
+            i += 1
+            continue
+        return word
+    return None
+
+
+_TOP_LEVEL = {
+    "run", "create", "start", "stop", "kill", "restart", "wait", "rm", "ps", "logs", "attach",
+    "exec", "top", "diff", "cp", "export", "commit", "pause", "unpause", "rename", "port",
+    "stats",
+}  # fmt: skip
+
+
+class _Only:
+    """A subparsers proxy that builds only the parser of `wanted` (and never `inspect`)."""
+
+    def __init__(self, sub, wanted: str | None) -> None:  # noqa: ANN001
+        self.sub = sub
+        self.wanted = wanted
+
+    def add_parser(self, name: str, **kw):  # noqa: ANN003, ANN201
+        # Top-level `inspect` belongs to the image commands (which call Container.inspect).
+        if name == "inspect" or (self.wanted is not None and name != self.wanted):
+            return _Discard()
+        return self.sub.add_parser(name, **kw)
+
+
 def register(subparsers) -> None:  # noqa: ANN001 - argparse's private type
     """Add run, ps, stop, ... and the `container` group to the `pydock` parser."""
-    _register_container_commands(_SkipInspect(subparsers))
+    wanted = _wanted_command()
+    if wanted in _TOP_LEVEL:
+        # `pydock run ...`: only that parser is needed (the dispatcher imported only us).
+        _register_container_commands(_Only(subparsers, wanted))
+        return
+    _register_container_commands(_Only(subparsers, None))
 
     p = subparsers.add_parser("events", help="Get real time events from the server")
     p.add_argument("--since", default=None, help="show events since a timestamp or duration")
@@ -1150,18 +1199,6 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private type
     p = gsub.add_parser("prune", help="Remove all stopped containers")
     p.add_argument("-f", "--force", action="store_true")
     p.set_defaults(func=cmd_container_prune)
-
-
-class _SkipInspect:
-    """Top-level `inspect` belongs to the image commands (which call `inspect_container`)."""
-
-    def __init__(self, sub) -> None:  # noqa: ANN001
-        self.sub = sub
-
-    def add_parser(self, name: str, **kw):  # noqa: ANN003, ANN201
-        if name == "inspect":
-            return argparse.ArgumentParser(add_help=False)
-        return self.sub.add_parser(name, **kw)
 
 
 def cmd_container_prune(args: argparse.Namespace) -> int:
