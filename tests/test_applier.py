@@ -337,3 +337,35 @@ def test_hardlink_to_lower_file_and_symlink(tmp_path: Path) -> None:
     # the link is to the symlink itself, not to the host's /etc/passwd
     assert os.readlink(root / "h2") == "/etc/passwd"
     assert os.lstat(root / "h2").st_ino == os.lstat(root / "sym").st_ino
+
+
+class _Trickle(io.RawIOBase):
+    """A pipe-like stream that returns at most 7 bytes per read."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = 7 if n < 0 else min(n, 7)
+        out, self.data = bytes(self.data[:n]), self.data[n:]
+        return out
+
+
+def test_verify_tar_and_short_reads(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 5000)
+    archive = tmp_path / "gnu.tar"
+    subprocess.run(["tar", "-cf", archive, "-C", src, "."], check=True)
+    data = archive.read_bytes()  # GNU tar pads to 10240 bytes: zeros after the end marker
+    summary = verify_tar(io.BytesIO(data))
+    assert summary.diff_id == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert summary.size == len(data) and summary.entries == 2
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    stats = apply_layer(open_maybe_compressed(_Trickle(gzip.compress(data))), dst)
+    assert stats.diff_id == summary.diff_id
+    assert (dst / "f").read_bytes() == b"x" * 5000
