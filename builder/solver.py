@@ -210,10 +210,27 @@ class Solver:
 
     # ---- the whole build ------------------------------------------------------------------
     def run(self) -> BuildResult:
+        try:
+            return self._run()
+        finally:
+            self._close_context()
+
+    def _run(self) -> BuildResult:
         from builder.parser import parse_nodes
 
         if self.opts.dockerfile_text is None:
-            raise BuildError("no Dockerfile given")
+            self._open_context()  # a tar context: the Dockerfile is inside it
+            root = self.context.root if self.context is not None else None
+            name = self.opts.dockerfile_name or "Dockerfile"
+            try:
+                if root is None:
+                    raise FileNotFoundError
+                self.opts.dockerfile_text = (root / name).read_text(
+                    encoding="utf-8", errors="replace"
+                )
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                self._close_context()
+                raise BuildError(f"the build context has no {name}") from None
         parsed = parse_nodes(self.opts.dockerfile_text, self.opts.dockerfile_name)
         self.escape = parsed.escape
         self._validate(parsed)
@@ -229,14 +246,14 @@ class Solver:
             if st.name:
                 self.stage_index[st.name.lower()] = st.index
         try:
-            self._open_context()
+            if self.context is None:
+                self._open_context()
             self._solve_all(stages)
             final = self.states[stages[-1].index]
             if self.context is not None and not self.opts.dry_run:
                 self.context.save_stat_cache()
         finally:
-            if self._tmp_ctx is not None:
-                self._tmp_ctx.__exit__(None, None, None)
+            self._close_context()
         if self.opts.dry_run:
             return self.result
         self.result.state = final
@@ -296,6 +313,11 @@ class Solver:
             parse(self.opts.dockerfile_text or "", self.opts.dockerfile_name)
         except (NotImplementedError, ImportError, AttributeError):
             return
+
+    def _close_context(self) -> None:
+        if self._tmp_ctx is not None:
+            self._tmp_ctx.__exit__(None, None, None)
+            self._tmp_ctx = None
 
     def _open_context(self) -> None:
         from builder.context import BuildContext, stat_cache_path, unpack_tar_context
