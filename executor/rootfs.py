@@ -75,56 +75,67 @@ class RootBuilder:
 
     def _open_dir(self, path: str, create: bool, no_symlinks: bool = False) -> int:
         """An O_PATH fd of the directory `path` in the root, created (mkdir -p) if asked."""
-        resolve = _RESOLVE | (sc.RESOLVE_NO_SYMLINKS if no_symlinks else 0)
-        rel = path.strip("/") or "."
-        try:
-            return sc.openat2(self.root_fd, rel, os.O_PATH | os.O_DIRECTORY, resolve=resolve)
-        except OSError as e:
-            if e.errno != errno.ENOENT or not create:
-                raise self._error(path, e) from e
-        parent_path, name = os.path.split("/" + rel)
-        parent = self._open_dir(parent_path, True, no_symlinks)
-        try:
-            try:
-                self._note_copy_up(parent)
-                os.mkdir(name, 0o755, dir_fd=parent)
-                created = True
-            except FileExistsError:
-                created = False
-            fd = sc.openat2(
-                parent, name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW, resolve=resolve
-            )
-            if created:
-                self._record_stub(fd)
-        except OSError as e:
-            raise self._error(path, e) from e
-        finally:
-            os.close(parent)
-        return fd
+        return self._resolve(path, True, create, no_symlinks)
 
     def _open_file(self, path: str) -> int:
         """An O_PATH fd of the non-directory `path` in the root, created empty if missing."""
-        rel = path.strip("/")
-        try:
-            return sc.openat2(self.root_fd, rel, os.O_PATH, resolve=_RESOLVE)
-        except OSError as e:
-            if e.errno != errno.ENOENT:
-                raise self._error(path, e) from e
-        parent_path, name = os.path.split("/" + rel)
-        parent = self._open_dir(parent_path, True)
-        try:
-            self._note_copy_up(parent)
-            fd = os.open(
-                name, os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY, 0o644, dir_fd=parent
-            )
-            os.close(fd)
-            fd = sc.openat2(parent, name, os.O_PATH | os.O_NOFOLLOW, resolve=_RESOLVE)
-            self._record_stub(fd)
-            return fd
-        except OSError as e:
-            raise self._error(path, e) from e
-        finally:
-            os.close(parent)
+        return self._resolve(path, False, True, False)
+
+    def _resolve(self, path: str, want_dir: bool, create: bool, no_symlinks: bool) -> int:
+        """Resolve `path` inside the root (symlinks followed as if the root were /, never
+        out of it; with `no_symlinks` a symlink anywhere is an error), creating what is
+        missing, including the target of a dangling symlink, as Docker's
+        FollowSymlinkInScope does. Created entries are recorded as stubs."""
+        resolve = _RESOLVE | (sc.RESOLVE_NO_SYMLINKS if no_symlinks else 0)
+        kind = os.O_DIRECTORY if want_dir else 0
+        asked = path
+        for _ in range(40):
+            rel = path.strip("/") or "."
+            try:
+                return sc.openat2(self.root_fd, rel, os.O_PATH | kind, resolve=resolve)
+            except OSError as e:
+                if e.errno != errno.ENOENT or not create:
+                    raise self._error(asked, e) from e
+            parent_path, name = os.path.split("/" + rel)
+            if name in ("", ".", ".."):
+                raise self._error(asked, OSError(errno.ENOENT, "No such file or directory"))
+            parent = self._resolve(parent_path, True, True, no_symlinks)
+            try:
+                try:
+                    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                except FileNotFoundError:
+                    st = None
+                if st is not None and stat.S_ISLNK(st.st_mode) and not no_symlinks:
+                    # a dangling symlink: go on with its target, inside the root
+                    target = os.readlink(name, dir_fd=parent)
+                    base = self._container_path(parent) or "/"
+                    path = target if target.startswith("/") else base.rstrip("/") + "/" + target
+                    continue
+                self._note_copy_up(parent)
+                if want_dir:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                else:
+                    flags = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_WRONLY | os.O_CLOEXEC
+                    os.close(os.open(name, flags, 0o644, dir_fd=parent))
+                fd = sc.openat2(parent, name, os.O_PATH | os.O_NOFOLLOW | kind, resolve=resolve)
+                self._record_stub(fd)
+                return fd
+            except OSError as e:
+                raise self._error(asked, e) from e
+            finally:
+                os.close(parent)
+        raise self._error(asked, OSError(errno.ELOOP, "Too many levels of symbolic links"))
+
+    def _check_not_special(self, fd: int, path: str) -> None:
+        """Refuse a target that resolved into /proc, /sys or /dev (the CVE-2025-31133 class:
+        an image symlink turning our bind mount into one over a procfs file)."""
+        where = self._container_path(fd) or ""
+        for special in ("/proc", "/sys", "/dev"):
+            if where == special or where.startswith(special + "/"):
+                os.close(fd)
+                raise ExecutorError(
+                    f"mount point {path} in the container resolves into {special}: refused"
+                )
 
     def _container_path(self, fd: int) -> str | None:
         real = os.readlink(sc.fd_path(fd))
@@ -248,6 +259,7 @@ class RootBuilder:
         for name in ETC_FILES:
             source = os.path.join(self.plan.etc_dir, name)
             fd = self._open_file(f"/etc/{name}")
+            self._check_not_special(fd, f"/etc/{name}")
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise ExecutorError(f"/etc/{name} in the image is not a regular file")
@@ -262,6 +274,7 @@ class RootBuilder:
             if m.readonly:
                 flags |= sc.MS_RDONLY
             fd = self._open_dir(target, True)
+            self._check_user_target(fd, target)
             self._mount_at(fd, "tmpfs", "tmpfs", flags, data)
             return
         if m.source is None:
@@ -272,6 +285,7 @@ class RootBuilder:
         except OSError as e:
             raise ExecutorError(f"bind mount source {source}: {e.strerror}") from e
         fd = self._open_dir(target, True) if is_dir else self._open_file(target)
+        self._check_user_target(fd, target)
         path = sc.fd_path(fd)
         try:
             sc.mount(source, path, None, sc.MS_BIND | sc.MS_REC)
@@ -283,6 +297,13 @@ class RootBuilder:
                 sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC)
         finally:
             os.close(fd)
+
+    def _check_user_target(self, fd: int, path: str) -> None:
+        where = self._container_path(fd) or ""
+        for special in ("/proc", "/sys"):
+            if where == special or where.startswith(special + "/"):
+                os.close(fd)
+                raise ExecutorError(f"cannot mount over {where} (asked for {path})")
 
     def mask_paths(self) -> None:
         merged = self.plan.merged

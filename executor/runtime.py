@@ -360,6 +360,8 @@ def _pid1(spec, c, status_w, result_w, sock, tty_size) -> None:
     """PID 1 of the new pid namespace: builds the root and runs the command. Never returns."""
     try:
         syscalls.set_pdeathsig(signal.SIGKILL)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            syscalls.set_process_title("pydock-init")
         rootfs.make_private()
         merged = os.fspath(spec.merged)
         overlay.mount_overlay(list(spec.lowers), spec.upper, spec.work, merged)
@@ -384,6 +386,7 @@ def _pid1(spec, c, status_w, result_w, sock, tty_size) -> None:
         builder.close()
         last_cap = caps.last_cap()
         keep_caps = caps.effective_mask(spec.privileged, spec.cap_add, spec.cap_drop, last_cap)
+        keep_caps &= syscalls.capget()[1]  # never more than we have (a sandboxed caller)
         rootfs.pivot_into(merged)
         syscalls.sethostname(spec.hostname)
         if spec.network == "none":

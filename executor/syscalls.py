@@ -331,6 +331,27 @@ def interface_up(name: str = "lo") -> None:
         fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP))
 
 
+PR_SET_NAME = 15
+
+
+def set_process_title(title: str) -> None:
+    """Make /proc/self/cmdline and comm read `title`. For a forked copy of the caller that
+    lives on in a container as its init: the caller's command line (build args and all)
+    must not be readable from inside. The argv area is overwritten through /proc/self/mem
+    (Python has its own copies of argv; the C strings are not used after startup)."""
+    with open("/proc/self/stat", "rb") as f:
+        fields = f.read().rsplit(b")", 1)[1].split()
+    arg_start, arg_end = int(fields[45]), int(fields[46])  # stat fields 48 and 49
+    size = arg_end - arg_start
+    if size > 1:
+        raw = title.encode()[: size - 1]
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            mem.seek(arg_start)
+            mem.write(raw + bytes(size - len(raw)))
+    name = ctypes.create_string_buffer(title.encode()[:15])
+    prctl(PR_SET_NAME, ctypes.addressof(name))
+
+
 def close_fds_except(keep: set[int]) -> None:
     """Close every fd above 2 that is not in `keep` (close_range under the hood)."""
     low = 3

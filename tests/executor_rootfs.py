@@ -120,8 +120,15 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_busybox_rootfs(tmp_path_factory.mktemp("bbroot") / "lower")
 
 
+# Container names handed out during the current test (other sessions may run concurrently).
+_ISSUED: list[str] = []
+
+
 def _our_cgroups() -> list[str]:
-    return glob.glob(f"/sys/fs/cgroup/**/{NAME_PREFIX}*", recursive=True)
+    found = []
+    for name in _ISSUED:
+        found += glob.glob(f"/sys/fs/cgroup/**/pydock/{name}", recursive=True)
+    return found
 
 
 def _our_mounts(tmp: Path) -> list[str]:
@@ -132,6 +139,7 @@ def _our_mounts(tmp: Path) -> list[str]:
 
 @pytest.fixture
 def no_leftovers(tmp_path: Path):
+    _ISSUED.clear()
     yield
     assert _our_mounts(tmp_path) == []
     assert _our_cgroups() == []
@@ -141,6 +149,7 @@ def spec_for(tmp: Path, rootfs: Path, argv: list[str] | str, **kw) -> RunSpec:
     if isinstance(argv, str):
         argv = ["/bin/sh", "-c", argv]
     kw.setdefault("name", NAME_PREFIX + secrets.token_hex(4))
+    _ISSUED.append(kw["name"])
     return make_spec(tmp, rootfs, argv, **kw)
 
 

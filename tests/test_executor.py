@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -328,7 +329,8 @@ run(spec)
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_caller_interrupted_or_killed_leaves_nothing(tmp_path, rootfs, sig):
-    name = NAME_PREFIX + "caller"
+    name = NAME_PREFIX + "caller-" + secrets.token_hex(4)
+    er._ISSUED.append(name)
     code = _CALLER.format(
         tests=str(Path(__file__).parent), tmp=str(tmp_path), rootfs=str(rootfs), name=name
     )
