@@ -839,8 +839,8 @@ def _expandable_words(instr: Instruction) -> list[str]:
 
 def _check_expansions(ctx: _Ctx, instr: Instruction) -> None:
     for word in _expandable_words(instr):
-        if "$" not in word and '"' not in word and "'" not in word:
-            continue
+        if "${" not in word and '"' not in word and "'" not in word:
+            continue  # only quotes and ${...} can be malformed
         try:
             check_word(word, instr.escape)
         except ExpansionError as exc:

@@ -22,9 +22,12 @@ words, key=value pairs, ...).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,8 +244,26 @@ def _split_lines(text: str) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    # Parsing allocates many small objects that all stay alive; letting the cyclic collector
+    # scan them again and again costs a quarter of the time on big files.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def parse_nodes(text: str, filename: str = "Dockerfile") -> ParseResult:
     """Docker's parse tree of `text` (see the module docstring)."""
+    with _gc_paused():
+        return _parse_nodes(text, filename)
+
+
+def _parse_nodes(text: str, filename: str) -> ParseResult:
     raw_lines = _split_lines(text)
     directives = _Directives(filename)
     logicals: list[_Logical] = []
@@ -732,9 +753,14 @@ def parse_heredoc(word: str) -> Heredoc | None:
 
 def parse(text: str, filename: str = "Dockerfile") -> Dockerfile:
     """Parse a Dockerfile into typed instructions (see the module docstring)."""
+    with _gc_paused():
+        return _parse(text, filename)
+
+
+def _parse(text: str, filename: str) -> Dockerfile:
     from builder.instructions import from_nodes
 
-    result = parse_nodes(text, filename)
+    result = _parse_nodes(text, filename)
     df = Dockerfile(
         instructions=[],
         escape=result.escape,
