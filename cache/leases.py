@@ -1,15 +1,17 @@
 """Leases: what a live process has added to the store but no image or cache entry names yet.
 
 A build adds layers long before it writes the image that names them, and runs steps on unpacked
-layers that no image holds. A prune running meanwhile would see those as garbage. So every
-blob digest and chain id a process adds (or unpacks) is recorded in ROOT/leases/<pid>-<start>.json,
-and GC treats the leases of live processes as roots (`live_leases`), as containerd does with its
-leases. The file is written before the object is committed, under the store lock, so a prune
-(which holds the lock) sees the lease whenever it can see the object.
+layers that no image holds. A prune running meanwhile would see those as garbage. So inside a
+`with store.lease():` block every blob digest and chain id the process adds (or unpacks) is
+recorded in ROOT/leases/<pid>-<start>.json, and GC treats the leases of live processes as
+roots (`live_leases`), as containerd does with its leases. The file is written before the
+object is committed, under the store lock, so a prune (which holds the lock) sees the lease
+whenever it can see the object.
 
-The lease ends with the process: a file whose pid is gone (or now belongs to another process,
-told apart by the start time in /proc) is ignored and removed by the next writer. A long-lived
-process that wants to let go earlier calls `release()`.
+Leases are explicit (a build takes one for its whole run); outside a lease block nothing is
+recorded. The lease ends when the outermost block ends, or with the process: a file whose pid
+is gone (or now belongs to another process, told apart by the start time in /proc) is ignored
+and removed by the next writer.
 """
 
 from __future__ import annotations
@@ -46,6 +48,18 @@ class Lease:
     chains: set[str] = field(default_factory=set)
     mutex: threading.Lock = field(default_factory=threading.Lock)
     pid: int = field(default_factory=os.getpid)
+    depth: int = 0  # nesting of `Store.lease()` blocks; nothing is recorded outside them
+
+    def enter(self) -> None:
+        with self.mutex:
+            self.depth += 1
+
+    def exit(self) -> None:
+        with self.mutex:
+            self.depth -= 1
+            last = self.depth == 0
+        if last:
+            self.release()
 
     @property
     def path(self) -> Path:
@@ -57,6 +71,8 @@ class Lease:
             if self.pid != os.getpid():  # forked: the child's lease is its own
                 self.pid = os.getpid()
                 self.digests, self.chains = set(), set()
+            if self.depth <= 0:
+                return
             new_d = set(digests) - self.digests
             new_c = set(chains) - self.chains
             if not new_d and not new_c:
@@ -88,10 +104,14 @@ def lease_for(root: Path) -> Lease:
         return lease
 
 
-def live_leases(root: Path, *, remove_dead: bool = False) -> tuple[set[str], set[str]]:
+def live_leases(
+    root: Path, *, remove_dead: bool = False, include_self: bool = False
+) -> tuple[set[str], set[str]]:
     """(blob digests, chain ids) leased by live processes on the store at `root`.
 
-    With `remove_dead` (only under the store lock) the files of dead processes are deleted.
+    The calling process's own lease is left out unless `include_self` (a process that prunes
+    knows what it is doing with its own work). With `remove_dead` (only under the store lock)
+    the files of dead processes are deleted.
     """
     digests: set[str] = set()
     chains: set[str] = set()
@@ -104,6 +124,8 @@ def live_leases(root: Path, *, remove_dead: bool = False) -> tuple[set[str], set
         stem = name.removesuffix(".json")
         pid_text, _, start = stem.partition("-")
         alive = pid_text.isdigit() and _start_time(int(pid_text)) == start
+        if alive and int(pid_text) == os.getpid() and not include_self:
+            continue
         if not alive:
             if remove_dead:
                 with contextlib.suppress(FileNotFoundError):

@@ -32,7 +32,8 @@ API overview (everything raises `cache.errors` classes, all `PydockError`s):
     store.list_images() -> [Image]             # index order
     store.tag_image(image, ref); store.untag(ref) -> Image; store.remove_image(image)
 
-    store.leased() -> (digests, chain ids)     # GC roots: what live processes added/unpacked
+    with store.lease(): ...                    # what this process adds/unpacks survives prune
+    store.leased() -> (digests, chain ids)     # GC roots: what live leases hold
 
 Readers take no lock: every file is replaced by rename, so they see a whole old or a whole new
 version. Writers of index.json hold the lock around read-modify-replace.
@@ -176,17 +177,34 @@ class Store:
     def _lease_chain(self, chain: ChainID) -> None:
         lease_for(self.root).add(chains=(str(chain),))
 
-    def leased(self) -> tuple[set[str], set[str]]:
-        """(blob digests, chain ids) that live processes added or use: GC roots for prune.
+    def leased(self, include_self: bool = False) -> tuple[set[str], set[str]]:
+        """(blob digests, chain ids) that other live processes added or use: GC roots for prune.
 
         Call it under `store.lock()`, as prune does: then every blob or unpacked layer that
         exists but no image names is either leased here or truly garbage.
         """
-        return live_leases(self.root, remove_dead=lock_for(self.lock_path).held)
+        return live_leases(
+            self.root, remove_dead=lock_for(self.lock_path).held, include_self=include_self
+        )
 
     def release_lease(self) -> None:
-        """Drop this process's lease (a long-lived process whose work is now all referenced)."""
+        """Drop this process's lease now (its recorded digests and chains), even inside a block."""
         lease_for(self.root).release()
+
+    @contextlib.contextmanager
+    def lease(self) -> Iterator[None]:
+        """Protect what this process adds or unpacks from prune until the block ends.
+
+        A build wraps its whole run in it: new layers, config blobs and the unpacked lowers of
+        its steps are GC roots while it runs (and a crash ends the lease with the process).
+        Blocks nest; the lease is dropped when the outermost ends.
+        """
+        lease = lease_for(self.root)
+        lease.enter()
+        try:
+            yield
+        finally:
+            lease.exit()
 
     # ---- blobs -------------------------------------------------------------------------------
     def put_blob(self, data: bytes | BinaryIO, expected: str | None = None) -> Digest:

@@ -5,9 +5,8 @@
 - `busybox_root` (session): a store root holding busybox:latest made by the bootstrap from
   /bin/busybox (the test is skipped when busybox-static is not installed). Treat it as
   read-only: copy it with `busybox_store`.
-- `busybox_store`: a fresh per-test store that already holds busybox:latest. Blobs are hard
-  links to the session root's (blob files are read-only and never edited in place, only
-  unlinked), index.json and unpacked layers are copied, so the copy costs a few milliseconds.
+- `busybox_store`: a fresh per-test store that already holds busybox:latest (blobs, index.json
+  and any unpacked layers copied with `cp -a --reflink=auto`: a few milliseconds).
 - `busybox_image`: the `Image` of busybox:latest in `busybox_store`.
 
 Other areas may append small fixtures here (additive edits only).
@@ -49,11 +48,11 @@ def busybox_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def copy_store(src: Path, dst: Path) -> Store:
-    """A new store at `dst` with the content of the store at `src` (blobs hard-linked)."""
+    """A new store at `dst` with the content of the store at `src`."""
     store = Store.open(dst)
-    for name in os.listdir(src / "blobs" / "sha256"):
-        os.link(src / "blobs" / "sha256" / name, store.blobs_dir / name)
-    for sub in ("layers", "l"):
+    # Copies, not hard links: a test that damages a blob on purpose must not damage the
+    # session's. (busybox is ~2 MB; `--reflink=auto` makes it free where the fs can.)
+    for sub in ("blobs/sha256", "layers", "l"):
         if any((src / sub).iterdir()):
             subprocess.run(
                 ["cp", "-a", "--reflink=auto", f"{src / sub}/.", str(dst / sub)], check=True

@@ -25,6 +25,7 @@ from cache.errors import (
     PydockError,
 )
 from cache.locking import StoreLocked
+from cache.prune import prune
 from cache.staging import staging_name
 from cache.store import Store
 
@@ -310,10 +311,11 @@ def test_concurrent_writers_keep_every_image(store: Store, store_root: Path):
 
 def _add_and_wait(root: str, started, release) -> None:  # noqa: ANN001
     store = Store.open(root)
-    info = store.add_layer(io.BytesIO(make_tar({"leased": b"l"})))
-    store.unpacked_lowers([info.diff_id])
-    started.set()
-    release.wait(60)
+    with store.lease():
+        info = store.add_layer(io.BytesIO(make_tar({"leased": b"l"})))
+        store.unpacked_lowers([info.diff_id])
+        started.set()
+        release.wait(60)
 
 
 def test_leases_protect_work_of_live_processes(store: Store, store_root: Path):
@@ -328,9 +330,28 @@ def test_leases_protect_work_of_live_processes(store: Store, store_root: Path):
             digests, chains = store.leased()
         assert diff_id in digests
         assert chain_ids([diff_id])[0] in chains
+        # A prune meanwhile keeps the live build's layer and its unpacked dir.
+        prune(store)
+        assert store.has_blob(diff_id)
+        assert (store_root / "layers" / chain_ids([diff_id])[0].hex / "diff").is_dir()
     finally:
         release.set()
         p.join(60)
     with store.lock():
         assert store.leased() == (set(), set())
+    assert os.listdir(store_root / "leases") == []
+    # Once the process is gone its work is garbage like any other.
+    prune(store)
+    assert not store.has_blob(diff_id)
+    assert store.all_unpacked() == []
+
+
+def test_no_lease_outside_a_lease_block(store: Store, store_root: Path):
+    store.add_layer(io.BytesIO(make_tar({"a": b"a"})))
+    assert os.listdir(store_root / "leases") == []
+    with store.lease():
+        with store.lease():
+            info = store.add_layer(io.BytesIO(make_tar({"b": b"b"})))
+        assert store.leased(include_self=True)[0] == {info.diff_id}
+    assert store.leased(include_self=True) == (set(), set())
     assert os.listdir(store_root / "leases") == []
