@@ -235,6 +235,12 @@ def prune(store: Any, *, all_images: bool = False) -> PruneReport:
         kept = store.list_images()
         keep_blobs: set[str] = set()
         keep_chains: set[str] = set()
+        # What other live processes added or unpacked and no image names yet (a build's new
+        # layers, the lowers of a running step) is leased: a GC root (cache/leases.py).
+        if hasattr(store, "leased"):
+            leased_blobs, leased_chains = store.leased()
+            keep_blobs |= leased_blobs
+            keep_chains |= leased_chains
         for img in kept:
             keep_blobs |= _image_blobs(img)
             keep_chains |= {str(c) for c in chain_ids(img.diff_ids)}
