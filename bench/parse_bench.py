@@ -9,6 +9,7 @@ Targets from the issue: under 0.5 s and under 150 ms.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,13 +42,20 @@ def dockerfile(n: int) -> str:
     return "\n".join(out) + "\n"
 
 
-def best_of(fn, runs: int = 5) -> float:
-    times = []
+def best_of(fn, runs: int = 5) -> tuple[float, float]:
+    """(best wall time, best CPU time) of `runs` calls."""
+    walls, cpus = [], []
     for _ in range(runs):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+        walls.append(time.perf_counter() - t)
+        cpus.append(time.process_time() - c)
+    return min(walls), min(cpus)
+
+
+def child_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> int:
@@ -66,18 +74,28 @@ def main() -> int:
         if not Path(cmd[0]).exists():
             cmd = [sys.executable, "-m", "frontend.pybuild", "debug", "parse", str(path)]
         subprocess.run(cmd, capture_output=True, check=True)  # warm the table cache
-        times = []
+        walls, cpus = [], []
         for _ in range(11):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), child_cpu()
             subprocess.run(cmd, capture_output=True, check=True)
-            times.append(time.perf_counter() - t)
-        rows.append(("`pybuild debug parse`, 50 lines (process)", statistics.median(times), 0.15))
+            walls.append(time.perf_counter() - t)
+            cpus.append(child_cpu() - c)
+        rows.append(
+            (
+                "`pybuild debug parse`, 50 lines (process)",
+                (statistics.median(walls), statistics.median(cpus)),
+                0.15,
+            )
+        )
 
+    # CPU time is shown too: on a busy machine the wall time says more about the neighbours.
     width = max(len(r[0]) for r in rows)
-    print(f"{'what':<{width}}  {'time':>9}  {'target':>8}  ok")
-    for name, secs, target in rows:
-        ok = "yes" if secs < target else "NO"
-        print(f"{name:<{width}}  {secs * 1000:7.1f}ms  {target * 1000:6.0f}ms  {ok}")
+    print(f"{'what':<{width}}  {'wall':>9}  {'cpu':>9}  {'target':>8}  ok (wall)")
+    for name, (wall, cpu), target in rows:
+        ok = "yes" if wall < target else "NO"
+        print(
+            f"{name:<{width}}  {wall * 1000:7.1f}ms  {cpu * 1000:7.1f}ms  {target * 1000:6.0f}ms  {ok}"
+        )
     return 0
 
 
