@@ -14,9 +14,6 @@ import os
 import posixpath
 import re
 import stat
-import urllib.error
-import urllib.request
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -228,6 +225,10 @@ def _url_source(url: str, checksum: str | None, dest: str) -> tuple[str, dict]:
 
 
 def _download(url: str) -> tuple[bytes, int | None]:
+    import urllib.error
+    import urllib.request
+    from email.utils import parsedate_to_datetime
+
     try:
         with urllib.request.urlopen(url, timeout=30) as resp:  # noqa: S310 - http(s) only
             data = resp.read()

@@ -216,7 +216,6 @@ class Solver:
             self._close_context()
 
     def _run(self) -> BuildResult:
-        from builder.parser import parse_nodes
 
         if self.opts.dockerfile_text is None:
             self._open_context()  # a tar context: the Dockerfile is inside it
@@ -231,9 +230,18 @@ class Solver:
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 self._close_context()
                 raise BuildError(f"the build context has no {name}") from None
-        parsed = parse_nodes(self.opts.dockerfile_text, self.opts.dockerfile_name)
+        from builder import parsecache
+
+        text, fname = self.opts.dockerfile_text, self.opts.dockerfile_name
+        parsed = parsecache.load(self.store.root, text, fname)
+        if parsed is None:
+            from builder.parser import parse_nodes
+
+            parsed = parse_nodes(text, fname)
+            self._validate(parsed)
+            if not self.opts.dry_run:
+                parsecache.save(self.store.root, text, fname, parsed.nodes, parsed.escape)
         self.escape = parsed.escape
-        self._validate(parsed)
         stages, meta_args = plan_stages(
             parsed, self.opts.build_args, self.opts.target, self.opts.dockerfile_name
         )
