@@ -12,6 +12,7 @@ Secrets and ssh mounts are refused with a clear message.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,60 @@ def _fields(spec: str) -> dict[str, str]:
     return out
 
 
-def parse_mounts(specs: list[str], solver: Any, ctx: Any, node: Any) -> list[Mount]:
+def mount_key_parts(specs: list[str], solver: Any, node: Any) -> list[tuple[str, str]]:
+    """Key parts for what a RUN reads through bind mounts: the content key of a context
+    source, or the last step key / image id of the stage or image it comes from. Cache and
+    tmpfs mounts are deliberately not in the key (a cache mount is a cache)."""
+    parts: list[tuple[str, str]] = []
+    for spec in specs:
+        f = _fields(spec)
+        if f.get("type", "bind") != "bind":
+            continue
+        source = f.get("source") or f.get("src") or "."
+        if "from" in f:
+            _, key = solver.stage_state(f["from"], node)
+            parts.append((f"mount:--from={f['from']}:{source}", key))
+        else:
+            for src in solver.context.resolve(source, "RUN --mount"):
+                parts.append((f"mount:{src.rel or '.'}", solver.context.content_key(src)))
+    return parts
+
+
+def _merged_copy(view: Any, rel: str, scratch: Path, link: bool) -> Path:
+    """The merged content of `rel` in another image, gathered into a fresh folder (files
+    hard-linked from the unpacked layers for a read-only mount, copied for a writable one)."""
+    import shutil
+    import stat as st_
+
+    src = view.host_path(rel)
+    dest = Path(tempfile.mkdtemp(dir=scratch, prefix="bind-"))
+    if not st_.S_ISDIR(os.lstat(src).st_mode):
+        target = dest / "file"
+        if link:
+            os.link(src, target)
+        else:
+            shutil.copy2(src, target)
+        return target
+    for name, host, st in view.walk(rel):
+        target = dest / name
+        if st_.S_ISDIR(st.st_mode):
+            target.mkdir()
+            os.chmod(target, st_.S_IMODE(st.st_mode))
+        elif st_.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(host), target)
+        elif st_.S_ISREG(st.st_mode):
+            if link:
+                os.link(host, target)
+            else:
+                shutil.copy2(host, target)
+    return dest
+
+
+def parse_mounts(
+    specs: list[str], solver: Any, ctx: Any, node: Any, scratch: Path | None = None
+) -> list[Mount]:
     where = f"{solver.opts.dockerfile_name}:{node.start_line}"
+    scratch = scratch or Path(solver.store.root) / "tmp"
     mounts: list[Mount] = []
     for spec in specs:
         f = _fields(spec)
@@ -66,9 +119,10 @@ def parse_mounts(specs: list[str], solver: Any, ctx: Any, node: Any) -> list[Mou
             if "from" in f:
                 st, _ = solver.stage_state(f["from"], node)
                 view = solver.view_of(list(st.diff_ids))
-                host = view.host_path(view.resolve(source))
-                if host is None:
+                rel = view.resolve(source)
+                if view.host_path(rel) is None:
                     raise MountError(f"{where}: RUN --mount: {source} not found in {f['from']}")
+                host = _merged_copy(view, rel, scratch, link=not rw)
             else:
                 ctx_src = solver.context.resolve(source, "RUN --mount")[0]
                 host = ctx_src.path

@@ -763,14 +763,22 @@ class Solver:
         ]
         if network != "none":
             parts.append(("network", network))
+        from builder.runmounts import mount_key_parts
+
+        parts += mount_key_parts(mount_specs, self, node)
         diff_ids = list(ctx.state.diff_ids)
         state = ctx.state
         display = node.original if len(node.original) < 200 else node.original[:197] + "..."
 
         def execute(num: int, name: str) -> str | None:
+            if any("from=" in m for m in mount_specs):
+                with self.store.tmp_dir("mounts") as scratch:
+                    return run_with(parse_mounts(mount_specs, self, ctx, node, scratch), num, name)
+            return run_with(parse_mounts(mount_specs, self, ctx, node), num, name)
+
+        def run_with(mounts: list, num: int, name: str) -> str | None:
             from builder.steps import run_in_container
 
-            mounts = parse_mounts(mount_specs, self, ctx, node)
             req = RunRequest(
                 argv=argv,
                 env=run_env,

@@ -182,3 +182,28 @@ def test_add_compressed_archives(busybox_store, tmp_path):
     view = image_view(busybox_store, res.image_id)
     for d in ("p", "b", "x") + (("z",) if "z.tar.zst" in files else ()):
         assert view.read_text(f"/{d}/x.txt") == "x\n", d
+
+
+def test_bind_mount_from_stage_and_its_key(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(
+        ctx,
+        {
+            "Dockerfile": (
+                "FROM busybox AS tools\n"
+                "RUN mkdir -p /t && echo tool > /t/a\n"
+                "FROM busybox\n"
+                "RUN --mount=type=bind,from=tools,source=/t,target=/mnt cat /mnt/a > /a\n"
+                "RUN --mount=type=bind,source=in.txt,target=/in.txt cat /in.txt > /in\n"
+            ),
+            "in.txt": "one\n",
+        },
+    )
+    res = build_ctx(busybox_store, ctx)
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/a") == "tool\n"
+    assert view.read_text("/in") == "one\n"
+    (ctx / "in.txt").write_text("two\n")
+    again = build_ctx(busybox_store, ctx)
+    assert again.steps[-1].why == "mount:in.txt changed"
+    assert image_view(busybox_store, again.image_id).read_text("/in") == "two\n"
