@@ -28,8 +28,9 @@ class CopyError(PydockError):
     exit_code = 1
 
 
-def container_path(path: str) -> tuple[str, str]:
-    """(parent, name) of an absolute container path, refusing ".." that climbs above "/".
+def container_path(path: str, clamp: bool = False) -> tuple[str, str]:
+    """(parent, name) of an absolute container path, refusing ".." that climbs above "/"
+    (or, with `clamp`, stopping at "/" as the kernel does inside a root: for link targets).
 
     name is "" for the root itself; a trailing "/." (copy the contents) is kept as name ".".
     """
@@ -41,6 +42,8 @@ def container_path(path: str) -> tuple[str, str]:
             continue
         if comp == "..":
             if not parts:
+                if clamp:
+                    continue
                 raise CopyError(f"{path}: the path leaves the container's root filesystem")
             parts.pop()
             continue
@@ -118,20 +121,49 @@ def _open_parent(root: str, parent: str, shown: str) -> int:
 # --- out of the container ------------------------------------------------------------------------
 
 
-def _copy_out(dirfd: int, name: str, dest: str, follow: bool, archive: bool) -> None:
-    st = os.stat(name, dir_fd=dirfd, follow_symlinks=follow)
+def _resolve_link(root: str, parent: str, name: str) -> tuple[str, str]:
+    """Follow a final symlink `parent/name` inside the root (for -L), as the kernel would
+    with the container's root as "/": absolute targets start at the container's root."""
+    from cache.fsops import open_dir_in_root, open_root
+
+    rootfd = open_root(root)
+    try:
+        for _ in range(40):
+            try:
+                dirfd = open_dir_in_root(rootfd, parent, readable=True)
+            except (FileNotFoundError, NotADirectoryError):
+                return parent, name
+            try:
+                st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    return parent, name
+                target = os.readlink(name, dir_fd=dirfd)
+            except FileNotFoundError:
+                return parent, name
+            finally:
+                os.close(dirfd)
+            full = target if target.startswith("/") else f"/{parent}/{target}"
+            parent, name = container_path(full, clamp=True)
+            if not name:
+                return "", "."
+    finally:
+        os.close(rootfd)
+    raise CopyError("too many levels of symbolic links")
+
+
+def _copy_out(dirfd: int, name: str, dest: str, archive: bool) -> None:
+    # Never follows a symlink: every name is one component, opened with O_NOFOLLOW.
+    st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
     if stat.S_ISDIR(st.st_mode):
-        flags = os.O_RDONLY | os.O_DIRECTORY | (0 if follow else os.O_NOFOLLOW)
-        sub = os.open(name, flags, dir_fd=dirfd)
+        sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
         try:
             os.makedirs(dest, exist_ok=True)
             for entry in sorted(os.listdir(sub)):
-                _copy_out(sub, entry, os.path.join(dest, entry), False, archive)
+                _copy_out(sub, entry, os.path.join(dest, entry), archive)
         finally:
             os.close(sub)
     elif stat.S_ISREG(st.st_mode):
-        flags = os.O_RDONLY | (0 if follow else os.O_NOFOLLOW)
-        src = os.open(name, flags, dir_fd=dirfd)
+        src = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dirfd)
         try:
             with contextlib.suppress(FileNotFoundError):
                 if os.path.islink(dest):
@@ -178,18 +210,21 @@ def copy_from_container(
         target = dest
 
     def work(root: str) -> None:
-        dirfd = _open_parent(root, parent if name != "." else parent, src)
+        p, n = parent, name
+        if follow and n not in ("", "."):
+            p, n = _resolve_link(root, p, n)
+        dirfd = _open_parent(root, p, src)
         try:
-            if name in ("", "."):
+            if n in ("", "."):
                 os.makedirs(target, exist_ok=True)
                 for entry in sorted(os.listdir(dirfd)):
-                    _copy_out(dirfd, entry, os.path.join(target, entry), False, archive)
+                    _copy_out(dirfd, entry, os.path.join(target, entry), archive)
                 return
             try:
-                os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+                os.stat(n, dir_fd=dirfd, follow_symlinks=False)
             except FileNotFoundError:
                 raise CopyError(f"Could not find the file {src} in container") from None
-            _copy_out(dirfd, name, target, follow, archive)
+            _copy_out(dirfd, n, target, archive)
         finally:
             os.close(dirfd)
 
