@@ -299,3 +299,35 @@ def test_debug_expand_command() -> None:
     assert answers[0] == {"value": "x/b"}
     assert answers[1] == {"words": ["a", "b", "c"]}
     assert "required" in answers[2]["error"]
+
+
+def test_grammar_tables_are_cached_in_the_user_cache_dir(tmp_path: Path) -> None:
+    f = tmp_path / "Dockerfile"
+    f.write_text("FROM a\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path / "home"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+    }
+    p = subprocess.run(
+        [sys.executable, "-m", "frontend.pybuild", "debug", "parse", str(f)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
+    assert p.returncode == 0, p.stderr
+    assert [c.name for c in (tmp_path / "xdg" / "pydock").iterdir()] == [
+        "dockerfile-lark-backslash.cache"
+    ]
+
+
+def test_parser_works_without_a_writable_cache_dir(tmp_path: Path, monkeypatch) -> None:
+    import builder.parser as parser_module
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    monkeypatch.setattr(parser_module, "_cache_dirs", lambda: [blocker / "sub"])
+    monkeypatch.setattr(parser_module, "_parsers", {})
+    assert parser_module._cache_file("\\") is None
+    assert d("FROM a\nRUN b") == '(from "a")\n(run "b")'
