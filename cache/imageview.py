@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cache.errors import PydockError
 
@@ -114,8 +113,106 @@ def _tags(image: Any) -> list[str]:
     return [str(t) for t in (getattr(image, "tags", None) or [])]
 
 
+class ImageSummary(NamedTuple):
+    """What `pydock images` needs of one image, read straight from the OCI layout."""
+
+    image_id: str
+    config: dict
+    manifest_digest: str
+    diff_ids: tuple[str, ...]
+    tags: tuple[str, ...]
+    layer_sizes: tuple[int, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(self.layer_sizes)
+
+
+_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+class _NotSimple(Exception):
+    """The fast listing met something it leaves to the store (which explains errors)."""
+
+
+def _read_verified(blobs: str, digest: str) -> bytes:
+    import hashlib
+
+    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71:
+        raise _NotSimple(digest)
+    try:
+        with open(f"{blobs}/{digest[7:]}", "rb") as f:
+            data = f.read()
+    except OSError:
+        raise _NotSimple(digest) from None
+    if hashlib.sha256(data).hexdigest() != digest[7:]:
+        raise _NotSimple(digest)
+    return data
+
+
+def list_images_fast(root: str) -> list[ImageSummary] | None:
+    """Every image of the store at `root`, in index order, read with plain file reads.
+
+    `pydock images` must answer quickly over hundreds of images, and importing the whole store
+    machinery costs more than the listing itself. This reads the OCI layout directly
+    (index.json, then each manifest and config blob, each checked against its digest) and
+    returns None whenever anything is unusual, so that the caller falls back to
+    `Store.list_images()`, which validates fully and reports the problem.
+    """
+    blobs = f"{root}/blobs/sha256"
+    try:
+        with open(f"{root}/index.json", "rb") as f:
+            index = json.loads(f.read())
+        order: list[str] = []
+        tags: dict[str, list[str]] = {}
+        for desc in index.get("manifests") or []:
+            if desc.get("mediaType", _MANIFEST) != _MANIFEST:
+                raise _NotSimple("not only image manifests")
+            digest = desc["digest"]
+            if digest not in tags:
+                order.append(digest)
+                tags[digest] = []
+            ann = desc.get("annotations") or {}
+            name = ann.get("org.opencontainers.image.ref.name")
+            if name is None and ann.get("io.containerd.image.name"):
+                raise _NotSimple("full name only")
+            if name is None:
+                continue
+            if "@" in name or name.startswith(("docker.io/", "index.docker.io/", "library/")):
+                raise _NotSimple(name)  # not the familiar form the store writes
+            if ":" not in name.rsplit("/", 1)[-1]:
+                name += ":latest"  # the store's alias descriptor of a ":latest" tag
+            if name not in tags[digest]:
+                tags[digest].append(name)
+        out = []
+        for digest in order:
+            manifest = json.loads(_read_verified(blobs, digest))
+            config_digest = manifest["config"]["digest"]
+            config = json.loads(_read_verified(blobs, config_digest))
+            layers = manifest.get("layers") or []
+            diff_ids = tuple((config.get("rootfs") or {}).get("diff_ids") or ())
+            if len(layers) != len(diff_ids):
+                raise _NotSimple(digest)
+            out.append(
+                ImageSummary(
+                    config_digest,
+                    config,
+                    digest,
+                    diff_ids,
+                    tuple(tags[digest]),
+                    tuple(int(ld["size"]) for ld in layers),
+                )
+            )
+        return out
+    except (_NotSimple, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def layer_sizes(store: Any, image: Any) -> list[int]:
     """Size in bytes of each layer tar of `image`, oldest first (0 for a missing blob)."""
+    known = getattr(image, "layer_sizes", None)
+    if known and len(known) == len(image.diff_ids):
+        return list(known)
     out = []
     for d in image.diff_ids:
         try:
@@ -204,8 +301,7 @@ def _last_comment(history: list) -> str:
 # --- images -------------------------------------------------------------------------------------
 
 
-@dataclass
-class ImageRow:
+class ImageRow(NamedTuple):
     """One line of `pydock images`: raw values, formatted by the front end."""
 
     repository: str
@@ -215,7 +311,7 @@ class ImageRow:
     created: str  # RFC 3339 from the config
     size: int
     containers: int | None = None
-    sort_key: float = field(default=0.0, repr=False)
+    sort_key: float = 0.0
 
 
 def image_rows(store: Any, images: list, *, show_dangling: bool = True) -> list[ImageRow]:
@@ -241,8 +337,7 @@ def image_rows(store: Any, images: list, *, show_dangling: bool = True) -> list[
 # --- history ------------------------------------------------------------------------------------
 
 
-@dataclass
-class HistoryRow:
+class HistoryRow(NamedTuple):
     """One line of `pydock history` (newest first): raw values."""
 
     image: str  # full image id for the top row, MISSING for the others
@@ -281,7 +376,7 @@ def history_rows(store: Any, image: Any) -> list[HistoryRow]:
             rows.append(HistoryRow(MISSING, image.config.get("created", ""), "", size, "", False))
     rows.reverse()
     if rows:
-        rows[0].image = image.image_id
+        rows[0] = rows[0]._replace(image=image.image_id)
     return rows
 
 

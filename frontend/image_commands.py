@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any
 
@@ -141,10 +142,14 @@ def _filters(values: list[str]) -> dict[str, list[str]]:
 
 
 def cmd_images(args: argparse.Namespace) -> int:
-    from cache.imageview import image_rows, short_id
+    from cache.imageview import image_rows, list_images_fast, short_id
 
-    store = _store(args)
-    rows = image_rows(store, store.list_images())
+    images = list_images_fast(_root(args))
+    store = None
+    if images is None:  # something unusual: let the store validate and explain
+        store = _store(args)
+        images = store.list_images()
+    rows = image_rows(store, images)
     rows = [r for r in rows if _matches(r, args.repository)]
     filters = _filters(args.filter)
     for value in filters.get("dangling", []):
@@ -334,6 +339,7 @@ def _container_json(c: Any) -> dict:
     st = c.state
     state = asdict(st) if hasattr(st, "__dataclass_fields__") else {}
     from executor.containers import rfc3339 as to_time
+
     return {
         "Id": c.id,
         "Created": to_time(c.created) if isinstance(c.created, int | float) else c.created,
@@ -667,17 +673,22 @@ def _add_prune(sub: Any, name: str) -> None:
     p.set_defaults(func=cmd_system_prune)
 
 
-def register(subparsers: Any) -> None:
-    """Add the image commands to pydock's sub-command parser."""
-    _add_images_parser(subparsers, "images")
-    _add_tag(subparsers)
-    _add_rmi(subparsers, "rmi")
-    _add_history(subparsers)
-    _add_import(subparsers)
-    _add_save(subparsers)
-    _add_load(subparsers)
-    _add_inspect(subparsers)
+def _wanted_command() -> str | None:
+    """The sub-command this pydock process runs, when that is certain (else None).
 
+    Building the parsers of all the image commands costs ~10 ms, a good part of the
+    `pydock images` budget, so only the one being run is built. Only a process started as
+    `pydock ...` is trusted: a caller of `main(argv)` with its own argv gets every parser.
+    """
+    prog = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if prog not in ("pydock", "pydock.py"):
+        return None
+    from frontend.cli import _first_command
+
+    return _first_command(sys.argv[1:], dict.fromkeys(_BUILDERS, ""))
+
+
+def _add_image_group(subparsers: Any) -> None:
     image = subparsers.add_parser("image", help="manage images")
     isub = image.add_subparsers(dest="image_command", metavar="COMMAND", parser_class=type(image))
     _add_images_parser(isub, "ls", aliases=["list"])
@@ -691,6 +702,8 @@ def register(subparsers: Any) -> None:
     _add_prune(isub, "prune")
     image.set_defaults(func=lambda a: (image.print_help(), 1)[1])
 
+
+def _add_system_group(subparsers: Any) -> None:
     system = subparsers.add_parser("system", help="manage pydock")
     ssub = system.add_subparsers(
         dest="system_command", metavar="COMMAND", parser_class=type(system)
@@ -702,6 +715,8 @@ def register(subparsers: Any) -> None:
     _add_prune(ssub, "prune")
     system.set_defaults(func=lambda a: (system.print_help(), 1)[1])
 
+
+def _add_bootstrap_group(subparsers: Any) -> None:
     boot = subparsers.add_parser("bootstrap", help="make a base image")
     bsub = boot.add_subparsers(dest="bootstrap_command", metavar="IMAGE", parser_class=type(boot))
     bb = bsub.add_parser("busybox", help="make busybox:latest from a static busybox binary")
@@ -711,3 +726,26 @@ def register(subparsers: Any) -> None:
     bb.add_argument("-t", "--tag", default="busybox:latest", help="name of the image")
     bb.set_defaults(func=cmd_bootstrap)
     boot.set_defaults(func=lambda a: (boot.print_help(), 1)[1])
+
+
+_BUILDERS = {
+    "images": lambda sub: _add_images_parser(sub, "images"),
+    "tag": _add_tag,
+    "rmi": lambda sub: _add_rmi(sub, "rmi"),
+    "history": _add_history,
+    "import": _add_import,
+    "save": _add_save,
+    "load": _add_load,
+    "inspect": _add_inspect,
+    "image": _add_image_group,
+    "system": _add_system_group,
+    "bootstrap": _add_bootstrap_group,
+}
+
+
+def register(subparsers: Any) -> None:
+    """Add the image commands to pydock's sub-command parser."""
+    wanted = _wanted_command()
+    for name, build in _BUILDERS.items():
+        if wanted is None or name == wanted:
+            build(subparsers)
