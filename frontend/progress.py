@@ -155,7 +155,8 @@ class RichRenderer(Renderer):
         elif ev.kind == "cached":
             st.update(state="cached")
         elif ev.kind == "miss":
-            st["why"] = ev.text
+            if ev.text not in ("--no-cache", "not built before"):
+                st["why"] = ev.text  # only misses worth explaining take a line
         elif ev.kind == "log":
             tail = self.tails.setdefault(ev.step, deque(maxlen=self.TAIL))
             for line in ev.text.splitlines():
