@@ -107,7 +107,6 @@ def cmd_expand(args: argparse.Namespace) -> int:
 
 def cmd_dag(args: argparse.Namespace) -> int:
     from builder.dag import format_graph, plan
-
     from builder.parser import parse
 
     text, name = _read(args.file)
