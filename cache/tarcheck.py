@@ -110,7 +110,7 @@ class TarReader:
             raise
         except (OSError, EOFError, ValueError, zlib.error, lzma.LZMAError) as e:
             # gzip/bz2/lzma/zstd wrappers report corrupt or truncated input this way.
-            raise BadLayer(f"corrupt compressed stream at byte {self.offset}: {e}") from None
+            raise BadLayer(f"reading the layer failed at byte {self.offset}: {e}") from None
         if not chunk:
             self._eof = True
             return False
