@@ -323,7 +323,8 @@ def plan(
 
     # Edges.
     for stage in stages:
-        parent = _find_stage(stages, stage.base, stage.index, allow_index=False)
+        # FROM sees only the stages above it (`FROM golang AS golang` is the image).
+        parent = _find_stage(stages[: stage.index], stage.base, stage.index, allow_index=False)
         if parent is not None:
             stage.base_stage = parent.index
             stage.edges.append(Edge(parent.index, "from", stage.from_instruction))

@@ -147,3 +147,9 @@ def test_debug_dag_command(tmp_path: Path) -> None:
     assert "target: 2 (test)" in p.stdout
     assert "order: 1 0 2" in p.stdout
     assert "needs stage 1 (assets) for copy at line 8" in p.stdout
+
+
+def test_from_only_sees_earlier_stages() -> None:
+    g = plan(parse("FROM golang AS golang\nFROM later\nFROM alpine AS later\n"), {}, None)
+    assert [s.base_stage for s in g.stages] == [None, None, None]
+    assert g.order == [2]
