@@ -315,6 +315,7 @@ def _parse_nodes(text: str, filename: str) -> ParseResult:
             docs = heredocs_from_line(line) if _can_contain_heredoc(node) else []
             for doc in docs:
                 terminated = False
+                body: list[str] = []
                 while i < n:
                     body_line = raw_lines[i]
                     i += 1
@@ -324,7 +325,8 @@ def _parse_nodes(text: str, filename: str) -> ParseResult:
                     if candidate == doc.name:
                         terminated = True
                         break
-                    doc.content += body_line
+                    body.append(body_line)
+                doc.content = "".join(body)
                 if not terminated:
                     at = line.find("<<")
                     src_line, col = srcmap.locate(max(at, 0))
