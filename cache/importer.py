@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cache.digest import DiffID
 from cache.errors import PydockError
 
 CHANGE_INSTRUCTIONS = (
@@ -204,12 +205,19 @@ def import_rootfs(
         finally:
             if close_src:
                 src.close()
+        # The layer is written straight into the staging dir (under ROOT/tmp, the blobs' file
+        # system) and committed by link: the tar writer already hashed it, and the store's copy
+        # (another pass over a possibly large layer) is not needed. Its format is ours.
         layer = staging / "layer.tar"
         epoch = os.environ.get("SOURCE_DATE_EPOCH")
-        with open(layer, "wb") as out:
+        fd = os.open(layer, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
+        with open(fd, "wb", buffering=1 << 20) as out:
             stats = write_layer(
                 rootfs, out, source_date_epoch=int(epoch) if epoch and epoch.isdigit() else None
             )
+            out.flush()
+            os.fsync(out.fileno())
+        diff_id = DiffID(stats.diff_id)
         created = _now_rfc3339()
         comment = message if message else f"Imported from {name}"
         config = {
@@ -217,16 +225,16 @@ def import_rootfs(
             "os": "linux",
             "created": created,
             "config": runtime,
-            "rootfs": {"type": "layers", "diff_ids": [str(stats.diff_id)]},
+            "rootfs": {"type": "layers", "diff_ids": [str(diff_id)]},
             "history": [{"created": created, "comment": comment}],
         }
         with store.lock():
-            new_blob = not store.has_blob(stats.diff_id)
-            with open(layer, "rb") as f:
-                info = store.add_layer(f)
+            new_blob = not store.has_blob(diff_id)
+            if new_blob:
+                store.blobs.commit_staged(layer, diff_id)
             try:
-                return store.write_image(config, [info.diff_id], tags=[ref] if ref else ())
+                return store.write_image(config, [diff_id], tags=[ref] if ref else ())
             except BaseException:
                 if new_blob:  # leave the store as it was
-                    store.blobs.remove(info.diff_id)
+                    store.blobs.remove(diff_id)
                 raise
