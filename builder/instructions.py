@@ -945,8 +945,3 @@ def _expand_heredocs(
         data = lexer.process(d.data, env)[0] if d.expand else d.data
         out.append(HeredocSource(path=d.path, data=data, expand=d.expand))
     return out
-
-
-def instruction_with_location(instr: Instruction, filename: str) -> str:
-    """`Dockerfile:12` style location of an instruction, for messages."""
-    return f"{filename}:{instr.start_line}"
