@@ -623,9 +623,13 @@ def container_inspect_json(c: Container, lowers: list[str] | None = None) -> dic
             "Name": "overlay2",
         },
         "Mounts": c.mounts,
+        # Docker 1.x's names for the same facts (older scripts read these).
+        "Volumes": {m["Destination"]: m["Source"] for m in c.mounts},
+        "VolumesRW": {m["Destination"]: bool(m.get("RW", True)) for m in c.mounts},
         "Config": cfg,
         "NetworkSettings": {
             "Bridge": "",
+            "PortMapping": None,
             "SandboxID": "",
             "HairpinMode": False,
             "Ports": {},

@@ -69,6 +69,9 @@ class RunOptions:
     attach: list[str] = field(default_factory=list)
     add_host: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+    lxc_conf: list[str] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     sig_proxy: bool = True
@@ -160,6 +163,13 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
     from cache.store import Store
     from executor.volumes import MountRequest, VolumeStore, copy_image_content, parse_volume_spec
 
+    if opts.links:
+        raise RunError(
+            "--link needs a bridge network, which pydock does not have "
+            "(containers share nothing but volumes; use --network host to talk over the host)"
+        )
+    if opts.lxc_conf:
+        raise RunError("--lxc-conf: the lxc exec driver is not supported (pydock has its own)")
     root = Path(root)
     store = store or Store.open(root)
     image = find_image(store, opts.image)
@@ -298,7 +308,10 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
         "VolumesFrom": opts.volumes_from or None,
         "CapAdd": opts.cap_add or None,
         "CapDrop": opts.cap_drop or None,
-        "Dns": opts.dns,
+        "Dns": opts.dns or None,
+        "DnsSearch": opts.dns_search or None,
+        "Links": None,
+        "LxcConf": [],
         "ExtraHosts": opts.add_host or None,
         "Privileged": opts.privileged,
         "PublishAllPorts": opts.publish_all,

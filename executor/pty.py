@@ -34,8 +34,8 @@ def open_pty(ptmx: str = "/dev/ptmx", size: tuple[int, int] | None = None) -> tu
 
 
 def make_controlling(slave: int) -> None:
-    """In the process about to exec: new session, `slave` its controlling tty and stdio."""
-    os.setsid()
+    """In the process about to exec (a session leader): `slave` becomes its controlling
+    tty and its stdio."""
     syscalls.set_controlling_tty(slave)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)

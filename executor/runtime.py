@@ -1,25 +1,25 @@
 """Running a `RunSpec`: `run(spec)` blocks; `start(spec)` returns a `Container` handle.
 
-Process tree (every arrow is an os.fork; nothing is exec'ed but the user's command):
-
-    caller ──▶ holder: joins the cgroups, turns non-dumpable, unshares mnt/uts/ipc/net/cgroup
-                       and the pid namespace, then waits for PID 1 and reports its status
-               └──▶ PID 1 (`Container.pid`): makes `/` private, mounts the overlay and the
-                       rest of the root (executor.rootfs), pivots, sets hostname and `lo`,
-                       resolves the user, creates the cwd, then
-                       init=True:  forks the command and stays as a reaping, forwarding init
-                       init=False: is the command itself
+Process tree: the caller forks once, with its thread's pid namespace for children switched
+to a new one just for that fork, so the child is PID 1 there (`Container.pid` is its host
+pid). PID 1 turns non-dumpable, unshares mnt/uts/ipc/net, makes `/` private, mounts the
+overlay and the rest of the root (executor.rootfs), pivots, sets hostname and `lo`, resolves
+the user and creates the cwd; meanwhile the caller puts it in the container's cgroups and
+then lets it go on (a byte on a pipe); PID 1 unshares its cgroup namespace and then
+    init=True:  forks the command and stays as a reaping, signal-forwarding init
+    init=False: becomes the command itself (exec).
 
 Every mount lives only in the container's private mount namespace, which the kernel tears
-down when its last process (PID 1 and the holder) is gone: no mount can be left on the host,
-whatever happens to the caller. The holder and PID 1 get SIGKILL when their parent dies.
-Cgroups, the temporary state dir and mount-point stubs are removed by `Container.wait()`.
+down when PID 1 (and with it every process of the pid namespace) is gone: no mount can be
+left on the host, whatever happens to the caller. PID 1 gets SIGKILL when the calling
+thread dies (PR_SET_PDEATHSIG). Cgroups, the temporary state dir and mount-point stubs are
+removed by `Container.wait()`.
 
-Children report to the caller over a close-on-exec pipe, one line per message:
-`P<pid>` PID 1's host pid, `S<path>` a created mount-point stub, `U<path>` a directory that
-overlay copied up only because a stub was created in it, `E<msg>` a setup error,
-`X<code> <msg>` an exec failure. EOF on the pipe means the command was exec'ed. A second
-pipe carries the final wait status (`I<status>` from the init, `C<status>` from the holder).
+PID 1 reports to the caller over a close-on-exec pipe, one line per message: `S<path>` a
+created mount-point stub, `U<path>` a directory that overlay copied up only because a stub
+was created in it, `E<msg>` a setup error, `X<code> <msg>` an exec failure. EOF on the pipe
+means the command was exec'ed. A second pipe carries the command's wait status from the init
+(`I<status>`), since the init itself can only exit with 128+N for a signal.
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ class Container:
         self.spec = spec
         self.name = name
         self.pid = 0
-        self.holder_pid = 0
         self.pty_master: int | None = None
         self.cgroups: CgroupSet | None = None
         self.started_at = time.time()
@@ -103,20 +102,19 @@ class Container:
         if self._result is not None:
             return self._result
         try:
-            status = _waitpid(self.holder_pid)
+            status = _waitpid(self.pid)
         except BaseException:
             # Interrupted (SIGINT in the caller): end the container, then still clean up.
             self.kill(signal.SIGKILL)
-            _waitpid(self.holder_pid)
+            _waitpid(self.pid)
             self._cleanup()
             raise
         finished = time.time()
         lines = _read_all(self._result_r).decode(errors="replace").splitlines()
         raw = None
-        for prefix in ("I", "C"):
-            for line in lines:
-                if line.startswith(prefix) and raw is None:
-                    raw = int(line[1:])
+        for line in lines:
+            if line.startswith("I") and raw is None:
+                raw = int(line[1:])
         if raw is None:
             raw = status
         code = exit_code_of(raw)
@@ -171,7 +169,7 @@ def start(spec: RunSpec) -> Container:
     else:
         c._state_dir = tempfile.mkdtemp(prefix="pydock-run-")
         c._own_state_dir = True
-    status_r = status_w = result_w = -1
+    status_r = status_w = result_w = go_r = go_w = -1
     sock_parent = sock_child = None
     try:
         rootfs.write_etc_files(
@@ -185,42 +183,71 @@ def start(spec: RunSpec) -> Container:
             c.cgroups = None  # no cgroup access (nested, unprivileged): run without limits
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         c._result_r, result_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
         if spec.tty:
             sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tty_size = spec.tty_size or syscalls.get_winsize(0) or (24, 80)
-        caller = os.getpid()
-        pid = os.fork()
+        pid = _fork_in_new_pid_namespace()
         if pid == 0:
-            _holder(spec, c, caller, status_w, result_w, sock_child, tty_size)  # never returns
-        c.holder_pid = pid
+            _pid1(spec, c, status_w, result_w, go_r, sock_child, tty_size)  # never returns
+        c.pid = pid
         c.started_at = time.time()
-        os.close(status_w)
-        status_w = -1
-        os.close(result_w)
-        result_w = -1
+        with contextlib.suppress(OSError, AttributeError):
+            c._pidfd = os.pidfd_open(pid)
+        for fd in (status_w, result_w, go_r):
+            os.close(fd)
+        status_w = result_w = go_r = -1
         if sock_child is not None:
             sock_child.close()
             sock_child = None
+        # Joining a cgroup costs an RCU grace period (~10 ms) on the first attach: done here
+        # while PID 1 builds the root; it waits for the go byte before running anything.
+        try:
+            if c.cgroups is not None:
+                c.cgroups.join(pid)
+            os.write(go_w, b"g")
+        except OSError as e:
+            # PID 1 died in its setup (its error is on the status pipe) or the join failed
+            c.kill(signal.SIGKILL)
+            _read_status(c, status_r)
+            raise ExecutorError(f"cannot put the container in its cgroups: {e}") from e
+        os.close(go_w)
+        go_w = -1
         _read_status(c, status_r)
-        if sock_parent is not None and c.pid:
+        if sock_parent is not None:
             c.pty_master = ptys.recv_fd(sock_parent)
     except BaseException:
-        if c.holder_pid:
+        if c.pid:
             c.kill(signal.SIGKILL)
-            if not c.pid:
-                with contextlib.suppress(OSError):
-                    os.kill(c.holder_pid, signal.SIGKILL)
-            _waitpid(c.holder_pid)
+            _waitpid(c.pid)
         c._cleanup()
         raise
     finally:
-        for fd in (status_r, status_w, result_w):
+        for fd in (status_r, status_w, result_w, go_r, go_w):
             if fd >= 0:
                 os.close(fd)
         for s in (sock_parent, sock_child):
             if s is not None:
                 s.close()
     return c
+
+
+def _fork_in_new_pid_namespace() -> int:
+    """fork() with the child as PID 1 of a new pid namespace. Only the calling thread's
+    pid_namespace_for_children is switched, and switched back right after the fork."""
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    pid = -1
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        finally:
+            if pid != 0:
+                syscalls.setns(own, syscalls.CLONE_NEWPID)
+        return pid
+    finally:
+        if pid != 0:
+            os.close(own)
 
 
 def _check_spec(spec: RunSpec) -> None:
@@ -242,11 +269,7 @@ def _read_status(c: Container, fd: int) -> None:
     setup_error = ""
     for line in data.splitlines():
         kind, rest = line[:1], line[1:]
-        if kind == "P":
-            c.pid = int(rest)
-            with contextlib.suppress(OSError, AttributeError):
-                c._pidfd = os.pidfd_open(c.pid)
-        elif kind == "S":
+        if kind == "S":
             c.stubs.append(rest)
         elif kind == "U":
             c.copied_up.append(rest)
@@ -257,8 +280,6 @@ def _read_status(c: Container, fd: int) -> None:
             c.exec_code, c.exec_error = int(code), msg
     if setup_error:
         raise ExecutorError(setup_error)
-    if not c.pid:
-        raise ExecutorError("the container's init did not start")
 
 
 def _read_all(fd: int) -> bytes:
@@ -298,49 +319,6 @@ def _fail(fd: int, e: BaseException) -> None:
         _send(fd, "Einternal error in container setup: " + "".join(traceback.format_exception(e)))
 
 
-def _holder(spec, c, caller, status_w, result_w, sock, tty_size) -> None:
-    """The first child: prepares namespaces and waits for PID 1. Never returns."""
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        os.setpgid(0, 0)
-        if spec.kill_on_parent_death:
-            syscalls.set_pdeathsig(signal.SIGKILL)
-            if os.getppid() != caller:
-                os._exit(1)
-        _setup_stdio(spec)
-        keep = {status_w, result_w} | ({sock.fileno()} if sock is not None else set())
-        syscalls.close_fds_except(keep)
-        # Non-dumpable before joining: processes in the container cannot ptrace us or open
-        # our /proc/PID/exe or mem (CVE-2019-5736); inherited by PID 1 until its exec.
-        syscalls.set_dumpable(False)
-        if c.cgroups is not None:
-            c.cgroups.join()
-        flags = (
-            syscalls.CLONE_NEWNS
-            | syscalls.CLONE_NEWUTS
-            | syscalls.CLONE_NEWIPC
-            | syscalls.CLONE_NEWPID
-            | (syscalls.CLONE_NEWNET if spec.network == "none" else 0)
-        )
-        syscalls.unshare(flags)
-        with contextlib.suppress(OSError):  # kernels without cgroup namespaces
-            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
-        pid = os.fork()
-        if pid == 0:
-            _pid1(spec, c, status_w, result_w, sock, tty_size)  # never returns
-        _send(status_w, f"P{pid}")
-        os.close(status_w)
-        if sock is not None:
-            sock.close()
-        status = _waitpid(pid)
-        _send(result_w, f"C{status}")
-        os._exit(0)
-    except BaseException as e:
-        _fail(status_w, e)
-        os._exit(125)
-
-
 def _setup_stdio(spec: RunSpec) -> None:
     if spec.stdin is not None:
         os.dup2(spec.stdin, 0)
@@ -356,10 +334,28 @@ def _setup_stdio(spec: RunSpec) -> None:
         os.set_inheritable(fd, True)
 
 
-def _pid1(spec, c, status_w, result_w, sock, tty_size) -> None:
+def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
     """PID 1 of the new pid namespace: builds the root and runs the command. Never returns."""
     try:
-        syscalls.set_pdeathsig(signal.SIGKILL)
+        # Non-dumpable before anything of the container exists: its processes cannot ptrace
+        # us or open our /proc/PID/exe or mem (CVE-2019-5736); lasts until the exec.
+        syscalls.set_dumpable(False)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.setsid()  # out of the caller's session and process group: its ^C is its own
+        if spec.kill_on_parent_death:
+            # (A caller killed before this line is noticed at the go byte: EOF, exit.)
+            syscalls.set_pdeathsig(signal.SIGKILL)
+        _setup_stdio(spec)
+        keep = {status_w, result_w, go_r} | ({sock.fileno()} if sock is not None else set())
+        syscalls.close_fds_except(keep)
+        flags = (
+            syscalls.CLONE_NEWNS
+            | syscalls.CLONE_NEWUTS
+            | syscalls.CLONE_NEWIPC
+            | (syscalls.CLONE_NEWNET if spec.network == "none" else 0)
+        )
+        syscalls.unshare(flags)
         with contextlib.suppress(OSError, ValueError, IndexError):
             syscalls.set_process_title("pydock-init")
         rootfs.make_private()
@@ -403,6 +399,13 @@ def _pid1(spec, c, status_w, result_w, sock, tty_size) -> None:
             os.close(master)
         if sock is not None:
             sock.close()
+        # Wait until the caller has put us in the container's cgroups, then make them our
+        # cgroup namespace's root.
+        if os.read(go_r, 1) != b"g":
+            raise ExecutorError("the caller went away during container setup")
+        os.close(go_r)
+        with contextlib.suppress(OSError):  # kernels without cgroup namespaces
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         if not spec.init:
             _become_command(spec, user, env, keep_caps, last_cap, slave, status_w)
         adj = _read_oom_score_adj()
@@ -430,10 +433,10 @@ def _pid1(spec, c, status_w, result_w, sock, tty_size) -> None:
 def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> None:
     """Drop privileges and exec the command (this process becomes it). Never returns."""
     try:
+        if os.getsid(0) != os.getpid():  # (PID 1 without init already leads a session)
+            os.setsid()
         if slave is not None:
             ptys.make_controlling(slave)
-        else:
-            os.setsid()
         caps.drop_bounding(keep_caps, last_cap)
         os.setgroups(user.groups)
         os.setgid(user.gid)
