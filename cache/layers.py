@@ -20,20 +20,18 @@ import base64
 import contextlib
 import json
 import os
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from cache.blobs import BlobStore
-from cache.digest import COPY_CHUNK, ChainID, DiffID, chain_ids
+from cache.digest import ChainID, DiffID, chain_ids
 from cache.errors import BadLayerTar, LayerNotFound, StoreError
 from cache.staging import crash_point, fsync_dir, remove_tree, staging_dir, staging_name
 
 SHORT_LEN = 12
 LAYER_JSON = "layer.json"
-TAR_END = 1024  # a tar ends with two 512-byte zero blocks
 
 
 @dataclass(frozen=True)
@@ -75,45 +73,50 @@ def _bad_name(name: str) -> bool:
     return name.startswith("/") or ".." in parts
 
 
-def verify_tar(path: Path, where: str = "layer") -> int:
-    """Check that `path` is one complete tar archive; returns the number of members.
+_BAD_WHITEOUTS = {".wh.", ".wh..", ".wh..."}
 
-    Python's tarfile stops silently at a corrupt header after the first member, so the end is
-    checked explicitly: after the last member there must be at least the two zero blocks of a
-    tar end and nothing but zeros. Member names and hard-link targets must stay relative
-    (no leading "/", no ".." component); the applier resolves everything again when unpacking,
-    this is a screen to refuse a bad layer before it is stored at all.
+
+def verify_tar(path: Path, where: str = "layer") -> int:
+    """Check that `path` is one complete, well-formed layer tar; returns the number of members.
+
+    The strict reader (`cache.tarcheck`) checks every header, the file data and the end of the
+    archive (Python's tarfile stops silently at a corrupt header). On top, what no layer may
+    hold is refused before it is stored: member names and hard-link targets leaving the root
+    (a leading "/" or a ".." component), whiteouts named ".wh.", ".wh.." or ".wh...", and
+    `trusted.*` / `user.overlay.*` xattrs. The applier resolves everything again when it
+    unpacks; this is the screen that keeps a bad layer out of the store altogether.
     """
-    size = path.stat().st_size
+    from cache.tarcheck import TarReader, show
+
     count = 0
-    try:
-        with tarfile.open(path, mode="r:") as tf:
-            for m in tf:
-                count += 1
-                if _bad_name(m.name):
-                    raise BadLayerTar(f"{where}: member {m.name!r} leaves the layer root")
-                if m.islnk() and _bad_name(m.linkname):
-                    raise BadLayerTar(
-                        f"{where}: hard link {m.name!r} -> {m.linkname!r} leaves the layer root"
-                    )
-                if not (m.isreg() or m.isdir() or m.issym() or m.islnk() or m.isdev()):
-                    raise BadLayerTar(f"{where}: member {m.name!r} has unsupported type {m.type!r}")
-            end = tf.offset
-    except tarfile.TarError as e:
-        raise BadLayerTar(f"{where}: not a valid tar archive: {e}") from None
-    rest = size - end
-    if rest < TAR_END:
-        raise BadLayerTar(
-            f"{where}: tar archive is truncated (ends at byte {size}, wants {end + TAR_END})"
-        )
     with open(path, "rb") as f:
-        f.seek(end)
-        while chunk := f.read(COPY_CHUNK):
-            if chunk.count(0) != len(chunk):
-                raise BadLayerTar(
-                    f"{where}: tar archive is corrupt after member {count} (byte {end}): "
-                    "bad header or trailing data"
-                )
+        reader = TarReader(f)
+        try:
+            for m in reader:
+                count += 1
+                name = m.name.decode("utf-8", "surrogateescape")
+                if _bad_name(name):
+                    raise BadLayerTar(f"{where}: member {show(m.name)!r} leaves the layer root")
+                # type "1" is a hard link (the raw typeflag)
+                if m.type == "1" and _bad_name(m.linkname.decode("utf-8", "surrogateescape")):
+                    raise BadLayerTar(
+                        f"{where}: hard link {show(m.name)!r} -> {show(m.linkname)!r} "
+                        "leaves the layer root"
+                    )
+                if name.rstrip("/").rsplit("/", 1)[-1] in _BAD_WHITEOUTS:
+                    raise BadLayerTar(f"{where}: member {show(m.name)!r} is a malformed whiteout")
+                for key in m.xattrs:
+                    if key.startswith("trusted.") or key.startswith("user.overlay."):
+                        raise BadLayerTar(
+                            f"{where}: member {show(m.name)!r} carries the xattr {key!r}"
+                        )
+                reader.skip()
+        except BadLayerTar as e:
+            if str(e).startswith(where):
+                raise
+            # Name the usual cause of a short tar the way tar tools do.
+            cause = "unexpected end of data: " if "truncated" in str(e) else ""
+            raise BadLayerTar(f"{where}: {cause}{e}") from None
     return count
 
 

@@ -355,3 +355,17 @@ def test_no_lease_outside_a_lease_block(store: Store, store_root: Path):
         assert store.leased(include_self=True)[0] == {info.diff_id}
     assert store.leased(include_self=True) == (set(), set())
     assert os.listdir(store_root / "leases") == []
+
+
+@pytest.mark.parametrize("key", ["trusted.overlay.opaque", "user.overlay.whiteout", "trusted.x"])
+def test_forbidden_xattrs_are_refused_on_ingest(store: Store, store_root: Path, key: str):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        ti = tarfile.TarInfo("d")
+        ti.type = tarfile.DIRTYPE
+        ti.pax_headers = {f"SCHILY.xattr.{key}": "y"}
+        tf.addfile(ti)
+    before = snapshot(store_root)
+    with pytest.raises(BadLayerTar, match="xattr"):
+        store.add_layer(io.BytesIO(buf.getvalue()))
+    assert snapshot(store_root) == before

@@ -58,12 +58,22 @@ def test_busybox_unpacked_once(busybox_store: Store, busybox_image):
 
 
 def test_failed_unpack_leaves_no_layer(store: Store):
-    # Well-formed tar (so it is stored), but the applier refuses the whiteout name ".wh..".
-    data = tar_with([entry("a/", tarfile.DIRTYPE, 0o755), entry("a/.wh..")], {"a/.wh..": b""})
+    # Well-formed (so it is stored), but the applier refuses a hard link to nothing.
+    link = entry("b", tarfile.LNKTYPE)
+    link.linkname = "missing"
+    data = tar_with([entry("a/", tarfile.DIRTYPE, 0o755), entry("a/f"), link], {"a/f": b"x"})
     info = store.add_layer(io.BytesIO(data))
     before = snapshot(store.root)
     with pytest.raises(PydockError):
         store.unpacked_lowers([info.diff_id])
+    assert snapshot(store.root) == before
+
+
+def test_malformed_whiteout_is_refused_on_ingest(store: Store):
+    data = tar_with([entry("a/", tarfile.DIRTYPE, 0o755), entry("a/.wh..")], {"a/.wh..": b""})
+    before = snapshot(store.root)
+    with pytest.raises(PydockError, match="whiteout"):
+        store.add_layer(io.BytesIO(data))
     assert snapshot(store.root) == before
 
 
