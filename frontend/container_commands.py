@@ -77,6 +77,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("-a", "--attach", action="append", default=[], help="attach to STDIN, STDOUT or STDERR")
     a("--add-host", action="append", default=[], help="add a custom host-to-IP mapping")
     a("--dns", action="append", default=[], help="set custom DNS servers")
+    a("--dns-search", action="append", default=[], help="set custom DNS search domains")
+    a("--link", action="append", default=[], help="(needs a bridge network: refused)")
+    a("--lxc-conf", action="append", default=[], help="(lxc exec driver: refused)")
     a("--cap-add", action="append", default=[], help="add Linux capabilities")
     a("--cap-drop", action="append", default=[], help="drop Linux capabilities")
     a("--sig-proxy", default="true", help="proxy received signals to the process")
@@ -127,6 +130,9 @@ def run_options(args: argparse.Namespace, detach: bool = False):  # noqa: ANN201
         attach=args.attach,
         add_host=args.add_host,
         dns=args.dns,
+        dns_search=args.dns_search,
+        links=args.link,
+        lxc_conf=args.lxc_conf,
         cap_add=args.cap_add,
         cap_drop=args.cap_drop,
         sig_proxy=str(args.sig_proxy).lower() not in ("false", "0", "no"),

@@ -100,3 +100,33 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # noqa:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {predicate}")
         time.sleep(interval)
+
+
+def drive_pty(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[int, bytes]:
+    """Run argv on a new pty, type `typed`, collect everything until it exits."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(REPO)
+        os.execv(sys.executable, [sys.executable, *argv])
+    out = b""
+    sent = False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.2)
+        if r:
+            try:
+                data = os.read(fd, 4096)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data
+        if not sent and (b"# " in out or b"$ " in out):
+            os.write(fd, typed)
+            sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), out

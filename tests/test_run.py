@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import subprocess
 import sys
-import time
 
 import pytest
-from container_helpers import REPO, Pydock, leftovers_check, wait_for
+from container_helpers import REPO, Pydock, drive_pty, leftovers_check, wait_for
 
 
 @pytest.fixture
@@ -155,37 +153,8 @@ def test_rm_of_running_container_needs_force(pyd):
     assert pyd.ok("ps", "-aq") == ""
 
 
-def _drive_pty(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[int, bytes]:
-    """Run argv on a new pty, type `typed`, collect everything until it exits."""
-    import pty
-
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(REPO)
-        os.execv(sys.executable, [sys.executable, *argv])
-    out = b""
-    sent = False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r, _, _ = select.select([fd], [], [], 0.2)
-        if r:
-            try:
-                data = os.read(fd, 4096)
-            except OSError:
-                break
-            if not data:
-                break
-            out += data
-        if not sent and (b"# " in out or b"$ " in out):
-            os.write(fd, typed)
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), out
-
-
 def test_interactive_tty_shell(pyd):
-    code, out = _drive_pty(
+    code, out = drive_pty(
         [
             "-m",
             "frontend.pydock",
@@ -206,7 +175,7 @@ def test_interactive_tty_shell(pyd):
 
 
 def test_tty_is_a_terminal_inside(pyd):
-    code, out = _drive_pty(
+    code, out = drive_pty(
         [
             "-m",
             "frontend.pydock",
