@@ -190,14 +190,20 @@ def disk_usage(store: Any) -> list[DfRow]:
     used_vols = {v for c in ctrs for v in c.volumes}
     v_sizes = {v: tree_size(vroot / v) for v in vols}
 
+    # Build cache: the blobs its entries name (layers of steps, shared with images or not);
+    # what only the cache holds is what `prune -a` would give back.
     image_layers = set(layer_size)
     cache = cache_entries(root)
-    cache_only: dict[str, int] = {}
+    cache_blobs: dict[str, int] = {}
     for _, digests in cache:
         for d in digests:
-            if d not in image_layers and d not in cache_only and store.has_blob(d):
-                cache_only[d] = store.blob_size(d)
-    cache_size = sum(cache_only.values())
+            if d not in cache_blobs and store.has_blob(d):
+                cache_blobs[d] = store.blob_size(d)
+    cache_entry_bytes = sum(p.stat().st_size for p, _ in cache if p.exists())
+    cache_size = sum(cache_blobs.values()) + cache_entry_bytes
+    cache_reclaim = (
+        sum(s for d, s in cache_blobs.items() if d not in image_layers) + cache_entry_bytes
+    )
     return [
         DfRow("Images", len(images), active_images, img_total, img_reclaim),
         DfRow("Containers", len(ctrs), sum(1 for c in ctrs if c.running), c_total, c_reclaim),
@@ -208,7 +214,7 @@ def disk_usage(store: Any) -> list[DfRow]:
             sum(v_sizes.values()),
             sum(s for v, s in v_sizes.items() if v not in used_vols),
         ),
-        DfRow("Build Cache", len(cache), 0, cache_size, cache_size),
+        DfRow("Build Cache", len(cache), 0, cache_size, cache_reclaim),
     ]
 
 
