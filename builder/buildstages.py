@@ -53,10 +53,11 @@ def plan_stages(
     filename: str = "Dockerfile",
 ) -> tuple[list[Stage], dict[str, str]]:
     """(the stages to build in order, the global ARG values)."""
+    from builder.dag import automatic_platform_args
     from builder.expand import expand_word
 
     escape = parsed.escape
-    meta: dict[str, str] = {}
+    meta: dict[str, str] = dict(automatic_platform_args())
     stages: list[Stage] = []
     by_name: dict[str, int] = {}
     for node in parsed.nodes:

@@ -312,15 +312,15 @@ class Solver:
                 raise exc
 
     def _validate(self, parsed) -> None:  # noqa: ANN001
-        """Let the front end's typed parse report what is wrong with the file, if it can."""
-        try:
-            from builder.parser import parse
-        except ImportError:
-            return
-        try:
-            parse(self.opts.dockerfile_text or "", self.opts.dockerfile_name)
-        except (NotImplementedError, ImportError, AttributeError):
-            return
+        """The front end's typed parse and DAG plan: they report what is wrong with the file
+        (DockerfileError with line and column) and warn about unused build args."""
+        from builder.dag import plan
+        from builder.parser import parse
+
+        df = parse(self.opts.dockerfile_text or "", self.opts.dockerfile_name)
+        graph = plan(df, self.opts.build_args, self.opts.target)
+        for warning in getattr(graph, "warnings", []) or []:
+            self.progress.info(f"WARNING: {warning}")
 
     def _close_context(self) -> None:
         if self._tmp_ctx is not None:
