@@ -113,6 +113,10 @@ class Image:
     tags: tuple[str, ...] = ()
     layer_sizes: tuple[int, ...] = field(default=(), compare=False)
 
+    def __hash__(self) -> int:
+        # config and manifest are dicts (unhashable); the ids decide anyway.
+        return hash((self.image_id, self.manifest_digest, self.tags))
+
     @property
     def id(self) -> Digest:
         return self.image_id

@@ -44,9 +44,9 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from cache import staging
 from cache.blobs import BlobStore, VerifyingReader
@@ -90,6 +90,7 @@ SUBDIRS = (
     "volumes",
 )
 _HEX_PREFIX_RE = re.compile(r"[a-f0-9]{1,64}")
+T = TypeVar("T")
 
 
 class Store:
@@ -308,10 +309,24 @@ class Store:
             sizes,
         )
 
+    def _read_consistently(self, read: Callable[[Index], T]) -> T:
+        # A reader holds no lock: a prune may delete an image's blobs between our reading
+        # index.json and the blobs. If a blob is missing and the index has changed meanwhile,
+        # read again from the new index; a blob missing from an unchanged index is damage.
+        for _ in range(3):
+            index = self.index()
+            try:
+                return read(index)
+            except BlobNotFound:
+                if self.index() == index:
+                    raise
+        return read(self.index())
+
     def list_images(self) -> list[Image]:
         """Every image kept in index.json (tagged or not), in index order, validated."""
-        index = self.index()
-        return [self._image(m, index) for m in index.manifests()]
+        return self._read_consistently(
+            lambda index: [self._image(m, index) for m in index.manifests()]
+        )
 
     def get_image(self, name: str | Reference) -> Image:
         """Look up an image by reference, full id, manifest digest or unique id prefix.
@@ -319,7 +334,9 @@ class Store:
         Order as in Docker: a name first (busybox = busybox:latest), then an id prefix
         ("3f57d9401f8d", "sha256:3f57"). Raises `ImageNotFound` / `AmbiguousImage`.
         """
-        index = self.index()
+        return self._read_consistently(lambda index: self._lookup(name, index))
+
+    def _lookup(self, name: str | Reference, index: Index) -> Image:
         text = name.familiar if isinstance(name, Reference) else str(name)
         images = None
 

@@ -369,3 +369,20 @@ def test_forbidden_xattrs_are_refused_on_ingest(store: Store, store_root: Path, 
     with pytest.raises(BadLayerTar, match="xattr"):
         store.add_layer(io.BytesIO(buf.getvalue()))
     assert snapshot(store_root) == before
+
+
+def test_readers_never_see_a_half_written_store(store: Store, store_root: Path):
+    ctx = multiprocessing.get_context("fork")
+    writer = ctx.Process(target=_writer, args=(str(store_root), "rd", 25))
+    writer.start()
+    seen = 0
+    reader = Store(store_root)
+    while writer.is_alive() or seen == 0:
+        images = reader.list_images()  # must never raise while the writer works
+        for img in images:
+            assert reader.get_image(img.tags[0]).image_id == img.image_id
+            hash(img)
+        seen = max(seen, len(images))
+    writer.join(60)
+    assert writer.exitcode == 0
+    assert len(reader.list_images()) == 25
