@@ -412,6 +412,33 @@ def _extract_members(archive: Path, dest: Path) -> dict[str, _Member]:
     return members
 
 
+def _members_of_dir(top: Path) -> dict[str, _Member]:
+    """The regular files of an OCI layout directory, hashed in place (nothing is copied).
+
+    Symlinks and special files are refused, as in an archive."""
+    import stat as st
+
+    members: dict[str, _Member] = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        for n in sorted(dirnames + filenames):
+            p = Path(dirpath) / n
+            mode = os.lstat(p).st_mode
+            rel = p.relative_to(top).as_posix()
+            if st.S_ISDIR(mode):
+                continue
+            if not st.S_ISREG(mode):
+                raise ArchiveError(
+                    f"{p}: only files and directories are allowed in an image layout"
+                )
+            with open(p, "rb") as f:
+                h = Hasher()
+                while chunk := f.read(COPY_CHUNK):
+                    h.update(chunk)
+            members[rel] = _Member(rel, p, str(h.digest()), h.size)
+    return members
+
+
 def _kind(info: tarfile.TarInfo) -> str:
     if info.islnk():
         return "hard link"
@@ -702,18 +729,21 @@ def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[
     Raises `ArchiveError` (one line naming the problem) leaving the store as it was.
     """
     with _staging(store) as staging:
-        if isinstance(source, str | os.PathLike):
-            archive = Path(source)
-            if not archive.is_file():
-                raise ArchiveError(f"{archive}: no such file")
+        if isinstance(source, str | os.PathLike) and Path(source).is_dir():
+            members = _members_of_dir(Path(source))
         else:
-            archive = staging / "stdin.tar"
-            _spool(source, archive)
-        archive = _plain_archive(archive, staging)
-        _screen(archive, staging)
-        files = staging / "files"
-        files.mkdir()
-        members = _extract_members(archive, files)
+            if isinstance(source, str | os.PathLike):
+                archive = Path(source)
+                if not archive.is_file():
+                    raise ArchiveError(f"{archive}: no such file")
+            else:
+                archive = staging / "stdin.tar"
+                _spool(source, archive)
+            archive = _plain_archive(archive, staging)
+            _screen(archive, staging)
+            files = staging / "files"
+            files.mkdir()
+            members = _extract_members(archive, files)
         plan = _plan(members)
         prepared = []
         checked: dict[str, Path] = {}

@@ -152,3 +152,17 @@ def test_umoci_unpack_matches_our_applier(busybox_store, tmp_path):
     assert theirs.keys() == mine.keys()
     assert theirs == mine
     assert "bin/busybox" in mine
+
+
+@needs_skopeo
+def test_oci_layout_directory_from_skopeo_loads(busybox_store, tmp_path):
+    image = busybox_store.get_image("busybox")
+    layout = tmp_path / "layout"
+    skopeo("copy", f"oci:{busybox_store.root}:busybox:latest", f"oci:{layout}:dir/box:3")
+    p = subprocess.run(
+        [PYDOCK, "--root", str(tmp_path / "fresh"), "load", "-i", str(layout)],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0 and p.stdout == "Loaded image: dir/box:3\n", p.stderr
+    assert Store.open(tmp_path / "fresh").get_image("dir/box:3").image_id == image.image_id
