@@ -21,7 +21,6 @@ import os
 import posixpath
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,8 +204,6 @@ class Solver:
         self._views: dict[tuple[str, ...], Any] = {}
         self._tmp_ctx = None
         self.escape = "\\"
-        self.log_dir = Path(store.root) / "buildcache" / "logs" / time.strftime("%Y%m%dT%H%M%S")
-        self.log_dir = self.log_dir.with_name(self.log_dir.name + f"-{os.getpid()}")
 
     # ---- the whole build ------------------------------------------------------------------
     def run(self) -> BuildResult:

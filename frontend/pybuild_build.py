@@ -211,9 +211,17 @@ def handle(args: argparse.Namespace) -> int:
         source_date_epoch=sde,
         dry_run=args.dry_run,
     )
-    progress = Progress(renderer)
+    # Full RUN output of this build, never clipped: ROOT/buildcache/logs/<time>-<pid>/<step>.log
+    import time
+
+    log_dir = root / "buildcache" / "logs" / f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+    progress = Progress(renderer, log_dir=None if args.dry_run else log_dir)
     try:
         result = build(root, opts, progress)
+    except PydockError as exc:
+        if log_dir.is_dir() and "did not complete successfully" in exc.message:
+            exc.args = (f"{exc.message}\nfull output: {log_dir}/",)
+        raise
     finally:
         progress.close()
     if args.dry_run:

@@ -94,3 +94,50 @@ def test_from_scratch_works(busybox_store, tmp_path):
     img = busybox_store.get_image(res.image_id)
     assert len(img.diff_ids) == 1
     assert img.config["config"]["Cmd"] == ["/f"]
+
+
+def test_full_run_log_is_kept_unclipped(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": "FROM busybox\nRUN seq 1 5000; exit 2\n"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "frontend.pybuild",
+            "--root",
+            str(busybox_store.root),
+            "-q",
+            str(ctx),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1
+    assert "full output: " in p.stderr
+    logs = list((busybox_store.root / "buildcache" / "logs").glob("*/2.log"))
+    assert len(logs) == 1
+    lines = logs[0].read_text().splitlines()
+    assert lines == [str(i) for i in range(1, 5001)]
+    assert "  5000" in p.stderr  # the error shows the last lines
+
+
+def test_network_none_by_default_host_on_request(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(
+        ctx,
+        {
+            "Dockerfile": (
+                "FROM busybox\n"
+                "RUN tail -n +3 /proc/net/dev | wc -l > /none\n"
+                "RUN --network=host tail -n +3 /proc/net/dev | wc -l > /host\n"
+            )
+        },
+    )
+    res = build_ctx(busybox_store, ctx)
+    from build_helpers import image_view
+
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/none").strip() == "1"  # only lo
+    with open("/proc/net/dev") as f:
+        host_count = len(f.read().splitlines()) - 2
+    assert view.read_text("/host").strip() == str(host_count)
