@@ -175,12 +175,12 @@ def start(spec: RunSpec) -> Container:
         rootfs.write_etc_files(
             c._state_dir, spec.hostname, spec.extra_hosts, spec.dns, spec.network == "host"
         )
-        try:
-            c.cgroups = CgroupSet.create(name, spec.limits, spec.cgroup_parent)
-        except OSError as e:
-            if spec.limits.any():
+        want_cgroups = spec.limits.any() if spec.use_cgroups is None else spec.use_cgroups
+        if want_cgroups:
+            try:
+                c.cgroups = CgroupSet.create(name, spec.limits, spec.cgroup_parent)
+            except OSError as e:
                 raise ExecutorError(f"cannot create cgroups for the container: {e}") from e
-            c.cgroups = None  # no cgroup access (nested, unprivileged): run without limits
         status_r, status_w = os.pipe2(os.O_CLOEXEC)
         c._result_r, result_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)

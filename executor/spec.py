@@ -106,6 +106,10 @@ class RunSpec:
     stderr: int | None = None
     name: str = ""  # container id/name: names the cgroup; a random one when empty
     cgroup_parent: str = "pydock"
+    # Own cgroups (pause/unpause, OOM reporting, device rules, a cgroup namespace). None:
+    # only when `limits` asks for one, since joining a cgroup costs an RCU grace period
+    # (~10 ms) per run; `pydock run` containers want True.
+    use_cgroups: bool | None = None
     extra_hosts: list[str] = field(default_factory=list)  # "host:ip", as `--add-host`
     dns: list[str] = field(default_factory=list)  # nameservers; empty: the host's resolv.conf
     state_dir: Path | None = None  # where hosts/hostname/resolv.conf live; None: a temp dir

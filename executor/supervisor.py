@@ -76,6 +76,16 @@ def _record_start(cstore: ContainerStore, c: Container, pid: int, cgroups: dict)
 
 
 def _record_exit(cstore: ContainerStore, c: Container, code: int, oom: bool, error: str) -> None:
+    """Save how the container ended (nothing to save if `rm -f` already removed it)."""
+    from executor.containers import NoSuchContainer
+
+    try:
+        _save_exit(cstore, c, code, oom, error)
+    except (NoSuchContainer, FileNotFoundError):
+        pass
+
+
+def _save_exit(cstore: ContainerStore, c: Container, code: int, oom: bool, error: str) -> None:
     def change(s):  # noqa: ANN001, ANN202
         s.status = "exited"
         s.pid = 0

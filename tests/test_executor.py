@@ -47,6 +47,7 @@ def test_init_forwards_signals_and_reaps(tmp_path, rootfs):
         tmp_path,
         rootfs,
         "trap 'echo got-term; exit 42' TERM; (sleep 0 &); echo ready; while :; do sleep 0.05; done",
+        use_cgroups=True,
     )
     out_path = tmp_path / "out"
     with open(out_path, "wb") as out:
@@ -246,6 +247,14 @@ def test_pids_limit(tmp_path, rootfs):
     assert "can't fork" in err
 
 
+def test_no_cgroups_unless_limits_or_asked(tmp_path, rootfs):
+    c = start(spec_for(tmp_path, rootfs, "true"))
+    assert c.cgroups is None
+    assert c.wait().exit_code == 0
+    res, out, _ = sh(tmp_path, rootfs, "cat /proc/self/cgroup | grep memory", use_cgroups=True)
+    assert out.strip().endswith(":memory:/")  # its own cgroup namespace
+
+
 def test_cgroup_limits_are_written(tmp_path, rootfs):
     spec = spec_for(
         tmp_path,
@@ -320,7 +329,7 @@ sys.path.insert(0, {tests!r})
 from pathlib import Path
 from executor_rootfs import make_spec
 from executor.runtime import run
-spec = make_spec(Path({tmp!r}), Path({rootfs!r}), ["/bin/sh", "-c", "echo $$ > /proc/1/cwd/../pid; sleep 60"], name={name!r})
+spec = make_spec(Path({tmp!r}), Path({rootfs!r}), ["/bin/sh", "-c", "sleep 60"], name={name!r}, use_cgroups=True)
 spec.mounts = []
 print("starting", flush=True)
 run(spec)
