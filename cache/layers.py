@@ -243,6 +243,7 @@ class LayerStore:
         lock,  # noqa: ANN001
     ) -> UnpackedLayer:
         from cache.applier import apply_layer  # provided by the layer applier (helper "layers")
+        from cache.fsops import syncfs
 
         final = self.dir / chain.hex
         with staging_dir(self.tmp, "unpack") as stage:
@@ -254,6 +255,9 @@ class LayerStore:
                 # reach the digest check.
                 reader.read_all_and_verify()
             size = self.blobs.size(diff_id)
+            # The unpacked files must be on disk before the rename makes the layer look
+            # complete (a power loss must not leave empty files under the final name).
+            syncfs(target)
             with lock():
                 self.on_unpacked(chain)
                 existing = self.unpacked(chain)
