@@ -652,6 +652,20 @@ def _config_of(img: _PendingImage) -> dict:
             f"{img.source}: {len(img.layers)} layers, but config {img.config.digest} lists "
             f"{len(ids)} diff_ids"
         )
+    if rootfs.get("type") != "layers":
+        raise ArchiveError(f'config {img.config.digest}: rootfs.type is not "layers"')
+    # The store refuses an image whose history does not match its layers: find out now,
+    # before anything is committed.
+    history = config.get("history")
+    if history is not None:
+        if not isinstance(history, list):
+            raise ArchiveError(f"config {img.config.digest}: history is not a list")
+        made = sum(1 for h in history if not (isinstance(h, dict) and h.get("empty_layer")))
+        if made != len(ids):
+            raise ArchiveError(
+                f"config {img.config.digest}: history has {made} non-empty entries but the "
+                f"image has {len(ids)} layers"
+            )
     return config
 
 
@@ -770,23 +784,40 @@ def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[
 
 
 def _commit(store: Any, prepared: list) -> list[LoadedImage]:
-    """Everything is checked: store layers, configs, manifests, then move the tags."""
+    """Everything is checked: store layers, configs, manifests, then move the tags.
+
+    Should the store still refuse something half way, what this commit added is taken back
+    (the blobs it created, and index.json as it was), so a failed load changes nothing.
+    """
     loaded: list[LoadedImage] = []
     with store.lock():
-        for img, config, layer_files in prepared:
-            diff_ids = config["rootfs"]["diff_ids"]
-            for path, want in zip(layer_files, diff_ids, strict=True):
-                if store.has_blob(want):
-                    continue
-                with open(path, "rb") as f:
-                    info = store.add_layer(f)
-                if str(info.diff_id) != want:
-                    raise ArchiveError(f"layer {want}: stored as {info.diff_id}")
-            config_bytes = img.config.path.read_bytes()
-            # The config keeps its exact bytes, so the image id is the one the archive had.
-            image = store.write_image(config_bytes, diff_ids, tags=img.tags)
-            loaded.append(LoadedImage(str(image.image_id), tuple(img.tags)))
+        blobs_before = set(os.listdir(store.blob_path(_ZERO).parent))
+        index_path = Path(store.root) / "index.json"
+        index_before = index_path.read_bytes() if index_path.exists() else None
+        try:
+            for img, config, layer_files in prepared:
+                diff_ids = config["rootfs"]["diff_ids"]
+                for path, want in zip(layer_files, diff_ids, strict=True):
+                    if store.has_blob(want):
+                        continue
+                    with open(path, "rb") as f:
+                        info = store.add_layer(f)
+                    if str(info.diff_id) != want:
+                        raise ArchiveError(f"layer {want}: stored as {info.diff_id}")
+                config_bytes = img.config.path.read_bytes()
+                # The config keeps its exact bytes, so the image id is the one the archive had.
+                image = store.write_image(config_bytes, diff_ids, tags=img.tags)
+                loaded.append(LoadedImage(str(image.image_id), tuple(img.tags)))
+        except BaseException:
+            if index_before is not None:
+                store.atomic_write(index_path, index_before)
+            for name in set(os.listdir(store.blob_path(_ZERO).parent)) - blobs_before:
+                store.blobs.remove(f"sha256:{name}")
+            raise
     return loaded
+
+
+_ZERO = "sha256:" + "0" * 64
 
 
 # --- save ---------------------------------------------------------------------------------------

@@ -273,6 +273,20 @@ def _diff_id_mismatch(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", image_files([ok_layer()], diff_ids=[sha(b"something else")]))
 
 
+def _history_mismatch(tmp: Path) -> Path:
+    files = image_files([ok_layer()])
+    items = json.loads(files["manifest.json"])
+    name = items[0]["Config"]
+    config = json.loads(files.pop(name))
+    config["history"].append({"created_by": "a second layer that is not there"})
+    cbytes = json.dumps(config).encode()
+    files[f"blobs/sha256/{sha(cbytes)[7:]}"] = cbytes
+    items[0]["Config"] = f"blobs/sha256/{sha(cbytes)[7:]}"
+    files["manifest.json"] = json.dumps(items).encode()
+    files.pop("index.json")
+    return write_tar(tmp / "a.tar", files)
+
+
 def _no_image(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", {"hello.txt": b"hi"})
 
@@ -308,6 +322,7 @@ CASES = {
     "not a tar": (_not_a_tar, "not a tar archive"),
     "diff_id mismatch": (_diff_id_mismatch, "diff_id mismatch"),
     "no image in it": (_no_image, "not an image archive"),
+    "history does not match layers": (_history_mismatch, "non-empty entries"),
     "device in outer archive": (_device_in_archive, "archive"),
 }
 
@@ -382,3 +397,34 @@ def test_unknown_names_are_one_line_errors(busybox_store):
     p = pydock(root, "tag", "busybox", "Bad Name")
     assert p.returncode == 1 and p.stderr.decode().count("\n") == 1
     assert snapshot(root) == before
+
+
+def test_a_store_refusal_during_commit_is_rolled_back(busybox_store, tmp_path):
+    """Two images; the store refuses the second while committing: nothing of the first stays."""
+    from cache.archive import ArchiveError, load_archive
+
+    files = image_files([ok_layer()], tag="one:1")
+    second = image_files([layer_tar([reg("two")])], tag="two:1")
+    first_items = json.loads(files.pop("manifest.json"))
+    second_items = json.loads(second.pop("manifest.json"))
+    files.pop("index.json")
+    second.pop("index.json")
+    files.update(second)
+    files["manifest.json"] = json.dumps(first_items + second_items).encode()
+    archive = write_tar(tmp_path / "two.tar", files)
+    store = busybox_store
+    before = snapshot(store.root)
+    real = store.write_image
+    calls = []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ArchiveError("injected refusal")
+        return real(*args, **kwargs)
+
+    store.write_image = failing
+    with pytest.raises(ArchiveError, match="injected"):
+        load_archive(store, archive)
+    assert len(calls) == 2
+    assert snapshot(store.root) == before
