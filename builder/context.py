@@ -76,22 +76,29 @@ class BuildContext:
         self._key_memo: dict[str, str] = {}
         self._detail_memo: dict[str, dict[str, str]] = {}
         self._walk: dict[str, os.stat_result] | None = None
+        self._walks: dict[str, dict[str, os.stat_result]] = {}
 
     # ---- file set -------------------------------------------------------------------------
     def included(self, rel: str) -> bool:
         return rel == "" or not self.ignore.excluded(rel)
 
-    def files(self) -> dict[str, os.stat_result]:
-        """Every path of the context after .dockerignore, sorted, with its lstat.
+    def files(self, under: str = "") -> dict[str, os.stat_result]:
+        """Every path of the context (or of the folder `under`, paths still relative to the
+        context root) after .dockerignore, sorted parents first, with its lstat.
 
         A folder that is excluded is pruned unless exception patterns could bring back
-        something under it; then it is walked and kept if anything under it stays.
+        something under it; then it is walked and kept if anything under it stays. Only the
+        folder asked for is walked: `COPY app/ ...` never reads the rest of the context.
         """
         if self._walk is not None:
-            return self._walk
+            if not under:
+                return self._walk
+            prefix = under + "/"
+            return {k: v for k, v in self._walk.items() if k.startswith(prefix)}
+        if under in self._walks:
+            return self._walks[under]
         out: dict[str, os.stat_result] = {}
         if self.root is None:
-            self._walk = out
             return out
         has_exc = self.ignore.has_exceptions
         ignore = self.ignore
@@ -109,12 +116,10 @@ class BuildContext:
                 if stat.S_ISDIR(st.st_mode):
                     if excluded and not has_exc:
                         continue
-                    pos = len(out)
                     out[rel] = st
                     below = walk(ent.path, rel + "/")
                     if excluded and not below:
                         del out[rel]
-                        _ = pos
                         continue
                     kept_any = True
                 elif not excluded:
@@ -122,9 +127,14 @@ class BuildContext:
                     kept_any = True
             return kept_any
 
-        walk(str(self.root), "")
-        self._walk = dict(sorted(out.items()))
-        return self._walk
+        start = self.root / under if under else self.root
+        walk(str(start), under + "/" if under else "")
+        result = dict(sorted(out.items()))
+        if under:
+            self._walks[under] = result
+        else:
+            self._walk = result
+        return result
 
     # ---- resolving sources ----------------------------------------------------------------
     def resolve(self, src: str, instruction: str = "COPY") -> list[Source]:
@@ -141,7 +151,15 @@ class BuildContext:
         rel = clean_rel(src)
         if _WILDCARD.search(rel):
             pat = _glob_regex(rel)
-            names = [p for p in self.files() if pat.match(p)]
+            fixed: list[str] = []
+            for part in rel.split("/"):
+                if _WILDCARD.search(part):
+                    break
+                fixed.append(part)
+            under = "/".join(fixed)
+            if under and not (self.root / under).is_dir():
+                under = ""
+            names = [p for p in self.files(under) if pat.match(p)]
             if not names:
                 raise ContextError(f"{instruction} {src}: no source files were specified")
             return [self._source(n, src, instruction) for n in names]
@@ -208,7 +226,7 @@ class BuildContext:
         detail: dict[str, str] = {}
         if source.is_dir:
             prefix = source.rel + "/" if source.rel else ""
-            for rel, st in self.files().items():
+            for rel, st in self.files(source.rel).items():
                 if rel.startswith(prefix):
                     detail[rel] = self._feed(h, rel[len(prefix) :], rel, st)
         else:

@@ -178,7 +178,7 @@ def _expand_body(solver: Any, ctx: Any, body: str) -> str:
 def _context_source(context: Any, src: Any) -> CopySource:
     name = posixpath.basename(src.rel) if src.rel else "."
     if src.is_dir:
-        entries = entries_from_context(context.files(), context.root, src.rel)
+        entries = entries_from_context(context.files(src.rel), context.root, src.rel)
         return CopySource("dir", name, host=src.path, st=src.st, entries=entries)
     return CopySource("file", name, host=src.path, st=src.st)
 
