@@ -11,6 +11,7 @@ old or the new version, never a half-written one.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -36,13 +37,18 @@ class StoreLock:
         self._pid = os.getpid()
 
     def _reset_after_fork(self) -> None:
-        # A forked child inherits the descriptor (and with it the parent's flock); it must not
-        # believe it holds the lock, nor release the parent's.
+        # A forked child inherits the descriptor, and with it the parent's flock: the lock
+        # belongs to the open file description, so as long as the child keeps its copy the
+        # lock outlives the parent's release. The child closes its copy (that does not release
+        # the parent's hold, which has its own reference) and starts with the lock not held.
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._mutex = threading.RLock()
             self._depth = 0
-            self._fd = None
+            fd, self._fd = self._fd, None
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     @property
     def held(self) -> bool:
@@ -94,6 +100,14 @@ class StoreLock:
 
 _locks: dict[str, StoreLock] = {}
 _locks_mutex = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    for lock in list(_locks.values()):
+        lock._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def lock_for(path: Path) -> StoreLock:

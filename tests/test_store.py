@@ -8,6 +8,7 @@ import multiprocessing
 import os
 import stat
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -386,3 +387,29 @@ def test_readers_never_see_a_half_written_store(store: Store, store_root: Path):
     writer.join(60)
     assert writer.exitcode == 0
     assert len(reader.list_images()) == 25
+
+
+def _sleep_in_child(q) -> None:  # noqa: ANN001
+    q.put("started")
+    time.sleep(30)
+
+
+def test_forked_child_does_not_keep_the_lock(store: Store, store_root: Path):
+    # A process forked while the lock is held (a container supervisor, say) must not keep
+    # the parent's flock alive after the parent releases it.
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    with store.lock():
+        child = ctx.Process(target=_sleep_in_child, args=(q,))
+        child.start()
+        assert q.get(timeout=30) == "started"
+    try:
+        spawn = multiprocessing.get_context("spawn")
+        q2 = spawn.Queue()
+        p = spawn.Process(target=_try_lock, args=(str(store_root), q2))
+        p.start()
+        p.join(60)
+        assert q2.get(timeout=10) == "got it"
+    finally:
+        child.kill()
+        child.join()
