@@ -31,9 +31,19 @@ API overview (everything raises `cache.errors` classes, all `PydockError`s):
     store.get_image(name | id | id-prefix) -> Image               # ImageNotFound, AmbiguousImage
     store.list_images() -> [Image]             # index order
     store.tag_image(image, ref); store.untag(ref) -> Image; store.remove_image(image)
+    store.keep_image(image)                    # keep an image untagged (build results)
+    store.image_from_manifest(digest) -> Image # a stored manifest, kept in the index or not
 
     with store.lease(): ...                    # what this process adds/unpacks survives prune
     store.leased() -> (digests, chain ids)     # GC roots: what live leases hold
+    store.all_unpacked(), store.remove_unpacked(chain), store.blobs.digests/remove  # for GC
+    store.clean_tmp()                          # staging/leases of dead processes
+    store.verify() -> [problem]                # fsck: images, blob hashes, layer dirs, links
+
+Tags are `org.opencontainers.image.ref.name` = "busybox:latest" (plus a bare "busybox" alias
+for ":latest", so `skopeo inspect oci:ROOT:busybox` and `oci:ROOT:busybox:latest` both work)
+and `io.containerd.image.name` = "docker.io/library/busybox:latest". Untagged images that are
+kept have one index.json descriptor without those annotations (see cache/index.py).
 
 Readers take no lock: every file is replaced by rename, so they see a whole old or a whole new
 version. Writers of index.json hold the lock around read-modify-replace.
