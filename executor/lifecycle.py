@@ -426,6 +426,7 @@ def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.sp
         limits=limits,
         tty=bool(cfg.get("Tty")),
         init=True,
+        use_cgroups=True,  # pause/unpause, OOM reporting and stats need the cgroups
         name=c.id,
         extra_hosts=list(hc.get("ExtraHosts") or []),
         dns=list(hc.get("Dns") or []),
