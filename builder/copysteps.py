@@ -110,8 +110,24 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
     diff_ids = list(ctx.state.diff_ids)
     workdir = ctx.state.workdir
     sde = solver.sde
-    hashes = ",".join(v[:16] for k, v in parts if k.startswith("src:"))
-    created_by = f"{' '.join(ctx.state.shell)} #(nop)  {what} multi:{hashes} in {dest} "
+    # Docker's classic form: `COPY file:<hash> in /dest `, `dir:` for one folder, `multi:`
+    # for several sources (our hash is the content key, xxh3-128, not Docker's sha256).
+    src_keys = [v for k, v in parts if k.startswith("src:")]
+    if len(plan) == 1 and plan[0][0] == "context" and plan[0][1].is_dir:
+        kind_word = "dir"
+    elif len(plan) == 1:
+        kind_word = "file"
+    else:
+        kind_word = "multi"
+    summary = (
+        src_keys[0]
+        if len(src_keys) == 1
+        else xxhash.xxh3_128_hexdigest(",".join(src_keys).encode())
+    )
+    from_note = f"--from={from_ref} " if from_ref is not None else ""
+    created_by = (
+        f"{' '.join(ctx.state.shell)} #(nop)  {what} {from_note}{kind_word}:{summary} in {dest} "
+    )
 
     def execute(num: int, name: str) -> str | None:
         view = solver.view_of(diff_ids)

@@ -184,6 +184,46 @@ class BuildCache:
         out.sort(key=lambda e: e.created)
         return out
 
+    def prune(self, keep_layer=None) -> tuple[int, int]:  # noqa: ANN001 - (diff_id) -> bool
+        """Remove entries (all, or those whose layer `keep_layer(diff_id)` rejects), the family
+        links pointing nowhere, parsed-Dockerfile and stat caches, and old build logs.
+        Returns (entries removed, bytes freed). Cache mounts (RUN --mount=type=cache) are
+        removed too when everything goes."""
+        import shutil
+
+        removed = freed = 0
+        for path in list(self.iter_paths()):
+            try:
+                entry = CacheEntry.from_json(path.read_bytes())
+            except (OSError, ValueError, KeyError, TypeError):
+                entry = None
+            if keep_layer is not None and entry is not None:
+                if entry.diff_id is None or keep_layer(entry.diff_id):
+                    continue
+            try:
+                freed += path.stat().st_size
+                path.unlink()
+                removed += 1
+            except FileNotFoundError:
+                pass
+        if self.family_dir.is_dir():
+            for fam in os.listdir(self.family_dir):
+                p = self.family_dir / fam
+                try:
+                    if not self._path(p.read_text().strip()).exists():
+                        p.unlink()
+                except OSError:
+                    pass
+        extra = ["parsed", "contexts", "logs"] + (["mounts"] if keep_layer is None else [])
+        for sub in extra:
+            d = self.dir / sub
+            if d.is_dir():
+                for f in d.rglob("*"):
+                    if f.is_file():
+                        freed += f.stat().st_size
+                shutil.rmtree(d, ignore_errors=True)
+        return removed, freed
+
     def iter_paths(self) -> Iterable[Path]:
         try:
             names = os.listdir(self.dir)
