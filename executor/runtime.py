@@ -39,7 +39,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from executor import caps, overlay, rootfs, syscalls, users
+from executor import caps, overlay, rootfs, seccomp, syscalls, users
 from executor import pty as ptys
 from executor.cgroups import CgroupSet
 from executor.init import SignalForwarder, exit_code_of, reap_until
@@ -438,6 +438,8 @@ def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> No
         if slave is not None:
             ptys.make_controlling(slave)
         caps.drop_bounding(keep_caps, last_cap)
+        if spec.seccomp and not spec.privileged:
+            seccomp.install()  # while CAP_SYS_ADMIN is still ours: no no_new_privs needed
         os.setgroups(user.groups)
         os.setgid(user.gid)
         os.setuid(user.uid)

@@ -113,6 +113,7 @@ class RunSpec:
     extra_hosts: list[str] = field(default_factory=list)  # "host:ip", as `--add-host`
     dns: list[str] = field(default_factory=list)  # nameservers; empty: the host's resolv.conf
     state_dir: Path | None = None  # where hosts/hostname/resolv.conf live; None: a temp dir
+    seccomp: bool = True  # executor.seccomp's filter (off when privileged, as in Docker)
     no_new_privs: bool = False  # Docker's default is off (setuid binaries keep working)
     cap_add: list[str] = field(default_factory=list)  # "NET_ADMIN" or "CAP_NET_ADMIN"
     cap_drop: list[str] = field(default_factory=list)  # "ALL" drops every default

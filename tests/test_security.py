@@ -285,3 +285,13 @@ def test_volume_target_symlinked_outside_lands_inside(tmp_path, rootfs):
     assert res.exit_code == 0, err
     assert (vol / "f").read_text() == "hi\n"
     assert not (tmp_path / "hostdir").exists()
+
+
+def test_seccomp_refuses_new_user_namespaces(tmp_path, rootfs):
+    script = "unshare -U true 2>/dev/null && echo userns-made || echo userns-refused"
+    _, out, _ = sh(tmp_path, rootfs, script)
+    assert out.strip() == "userns-refused"
+    _, out, _ = sh(tmp_path, rootfs, script, seccomp=False)
+    assert out.strip() == "userns-made"  # (the filter is what refuses it)
+    _, out, _ = sh(tmp_path, rootfs, "grep ^Seccomp: /proc/self/status")
+    assert out.split() == ["Seccomp:", "2"]
