@@ -37,8 +37,8 @@ _WILD = re.compile(r"[*?\[]")
 
 
 def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
-    from builder.solver import BuildError, json_list
-    from builder.steps import commit_dir
+    from builder.history import json_list
+    from builder.steps import BuildError, commit_dir
 
     fname = solver.opts.dockerfile_name
     flags = solver._flags(ctx, node, expand=("from", "chown", "chmod", "checksum"))

@@ -65,6 +65,10 @@ class RuntimeExecutor:
                 pass
 
 
+class BuildError(PydockError):
+    """A build that cannot go on; the message names the Dockerfile line or the step."""
+
+
 class StepFailed(PydockError):
     """A step that could not complete; the message names the step and what went wrong."""
 

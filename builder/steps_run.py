@@ -1,0 +1,126 @@
+"""The RUN instruction: shell or exec form through the image's SHELL, build args visible as
+env (recorded in history as Docker does: `|N K=V ... /bin/sh -c ...`), `--mount` and
+`--network`; executed by `builder.steps.run_in_container`. A mixin of `Solver`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from builder.history import json_list
+from builder.steps import BuildError, RunRequest
+
+PROXY_ARGS = {
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+}
+
+
+class RunSteps:
+    """The `_i_run` handler."""
+
+    # ---- RUN ------------------------------------------------------------------------------
+    def _i_run(self, ctx: Any, node) -> None:  # noqa: ANN001
+        from builder.runmounts import parse_mounts
+
+        flags = self._flags(ctx, node)
+        shell = ctx.state.shell
+        if node.json:
+            argv = list(node.args)
+            shown = " ".join(argv)
+        else:
+            script = node.args[0] if node.args else ""
+            if node.heredocs:
+                script = _with_heredocs(script, node.heredocs)
+            argv = [*shell, script]
+            shown = " ".join(argv)
+        network = (flags.get("network") or [self.opts.network])[-1]
+        if network == "default":
+            network = self.opts.network
+        if network not in ("none", "host"):
+            raise BuildError(
+                f"{self.opts.dockerfile_name}:{node.start_line}: RUN --network={network}: only none and host are supported"
+            )
+        mount_specs = flags.get("mount", [])
+        visible_args = {k: v for k, v in ctx.args.items() if k not in PROXY_ARGS}
+        env_list = list(ctx.state.config.get("Env") or [])
+        env_names = {e.partition("=")[0] for e in env_list}
+        run_env = env_list + [f"{k}={v}" for k, v in ctx.args.items() if k not in env_names]
+        if not any(e.startswith("PATH=") for e in run_env):
+            from builder.history import DEFAULT_PATH
+
+            run_env.append(f"PATH={DEFAULT_PATH}")
+        created_by = shown
+        if visible_args:
+            pairs = " ".join(f"{k}={v}" for k, v in sorted(visible_args.items()))
+            created_by = f"|{len(visible_args)} {pairs} {shown}"
+        flag_text = " ".join(node.flags)
+        instr = f"RUN {flag_text + ' ' if flag_text else ''}{json_list(argv)}"
+        parts = [
+            ("parent", ctx.state.key),
+            ("instruction", instr),
+            ("env", json.dumps(env_list)),
+            ("args", json.dumps(sorted(visible_args.items()))),
+            ("user", ctx.state.user),
+            ("workdir", ctx.state.workdir),
+        ]
+        if network != "none":
+            parts.append(("network", network))
+        from builder.runmounts import mount_key_parts
+
+        parts += mount_key_parts(mount_specs, self, node)
+        diff_ids = list(ctx.state.diff_ids)
+        state = ctx.state
+        display = node.original if len(node.original) < 200 else node.original[:197] + "..."
+
+        def execute(num: int, name: str) -> str | None:
+            if any("from=" in m for m in mount_specs):
+                with self.store.tmp_dir("mounts") as scratch:
+                    return run_with(parse_mounts(mount_specs, self, ctx, node, scratch), num, name)
+            return run_with(parse_mounts(mount_specs, self, ctx, node), num, name)
+
+        def run_with(mounts: list, num: int, name: str) -> str | None:
+            from builder.steps import run_in_container
+
+            req = RunRequest(
+                argv=argv,
+                env=run_env,
+                cwd=state.workdir,
+                user=state.user,
+                network=network,
+                mounts=mounts,
+            )
+            self.result.containers_run += 1
+            return run_in_container(
+                self.store,
+                diff_ids,
+                req,
+                self.executor,
+                lambda chunk: self.progress.log(num, chunk),
+                step_name=name,
+                command=shown,
+                sde=self.sde,
+            )
+
+        self._step(ctx, node, display, parts, execute, created_by)
+
+
+def _with_heredocs(script: str, heredocs) -> str:  # noqa: ANN001
+    """A RUN's shell text with its heredoc bodies: a lone `<<EOF` runs the body as the
+    script; otherwise the shell gets the line and the bodies (it handles `<<` itself)."""
+    words = script.split()
+    if len(heredocs) == 1 and len(words) == 1 and words[0].lstrip("0123456789").startswith("<<"):
+        return heredocs[0].body
+    text = script + "\n"
+    for doc in heredocs:
+        text += doc.content + doc.name + "\n"
+    return text
