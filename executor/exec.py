@@ -218,6 +218,7 @@ def _grandchild(spec: dict, status_w: int, sock, tty: bool, detach: bool, tty_si
         if sock is not None:
             sock.close()
         if slave is not None:
+            os.setsid()  # a session leader may take a controlling tty
             ptys.make_controlling(slave)
         elif detach:
             os.setsid()

@@ -152,11 +152,6 @@ def hold(
     if not tty:
         os.close(out_w)
         os.close(err_w)
-    search = c.host_config.get("DnsSearch")
-    if search:
-        # The runtime wrote resolv.conf (bind-mounted by inode): add the search domains.
-        with contextlib.suppress(OSError), open(c.dir / "resolv.conf", "a") as f:
-            f.write("search " + " ".join(search) + "\n")
     cg = getattr(handle, "cgroups", None)
     _record_start(cstore, c, handle.pid, dict(getattr(cg, "paths", None) or {}))
     log_event(root, "start", c.id, {"name": c.name, "image": c.image_name})

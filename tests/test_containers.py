@@ -349,8 +349,8 @@ def test_pause_unpause(pyd):
 def test_restart_and_top(pyd):
     pyd.ok("run", "-d", "--name", "rs", "busybox", "sleep", "1000")
     pid1 = json.loads(pyd.ok("inspect", "rs"))[0]["State"]["Pid"]
-    top = pyd.ok("top", "rs").splitlines()
-    assert top[0].split()[:3] == ["UID", "PID", "PPID"] and any("sleep 1000" in ln for ln in top)
+    top = wait_for(lambda: next((t for t in [pyd.ok("top", "rs")] if "sleep 1000" in t), None))
+    assert top.splitlines()[0].split()[:3] == ["UID", "PID", "PPID"]
     pyd.ok("restart", "-t", "1", "rs")
     pid2 = json.loads(pyd.ok("inspect", "rs"))[0]["State"]["Pid"]
     assert pid2 and pid2 != pid1

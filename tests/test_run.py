@@ -110,7 +110,7 @@ def test_detached_web_lifecycle(pyd):
     assert info["Id"] == cid and info["Name"] == "/web"
     assert info["State"]["Running"] is True and info["State"]["Pid"] > 0
     assert info["Config"]["Cmd"] == ["sh", "-c", "echo started; exec sleep 1000"]
-    assert "sleep 1000" in pyd.ok("top", "web")
+    wait_for(lambda: "sleep 1000" in pyd.ok("top", "web"))
     wait_for(lambda: pyd.ok("logs", "web") == "started\n")
     assert pyd.ok("exec", "web", "sh", "-c", "echo in-$HOSTNAME") == f"in-{cid[:12]}\n"
     assert pyd.ok("stop", "-t", "5", "web") == "web\n"
@@ -231,3 +231,29 @@ def test_readonly_root_and_network_none(pyd):
     assert p.returncode != 0 and "Read-only file system" in p.stderr
     out = pyd.ok("run", "--rm", "busybox", "cat", "/proc/net/dev")
     assert "lo:" in out and "eth0" not in out
+
+
+def test_exec_interactive_tty(pyd):
+    pyd.ok("run", "-d", "--name", "shellhost", "busybox", "sleep", "1000")
+    code, out = drive_pty(
+        ["-m", "frontend.pydock", "--root", str(pyd.root), "exec", "-it", "shellhost", "sh"],
+        b"tty; echo hello; exit 5\r",
+    )
+    assert code == 5
+    assert b"/dev/pts/" in out and b"hello\r\n" in out
+    pyd.ok("rm", "-f", "shellhost")
+
+
+def test_sigint_is_forwarded_to_a_foreground_container(pyd):
+    import signal
+
+    script = 'trap "echo got INT; exit 9" INT; echo ready; while true; do sleep 0.05; done'
+    p = subprocess.Popen(
+        [sys.executable, "-m", "frontend.pydock", "--root", str(pyd.root), "run", "--rm", "busybox", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+    )  # fmt: skip
+    assert p.stdout.readline() == b"ready\n"
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=20)
+    assert (p.returncode, out) == (9, b"got INT\n")
