@@ -43,6 +43,10 @@ class RunSteps:
                 script = _with_heredocs(script, node.heredocs)
             argv = [*shell, script]
             shown = " ".join(argv)
+            if script.startswith("#!"):
+                # A lone heredoc with a shebang is a script file run by its interpreter
+                # (BuildKit's rule); it is bind-mounted read-only for the RUN only.
+                argv = [HEREDOC_SCRIPT]
         network = (flags.get("network") or [self.opts.network])[-1]
         if network == "default":
             network = self.opts.network
@@ -83,9 +87,12 @@ class RunSteps:
         display = node.original if len(node.original) < 200 else node.original[:197] + "..."
 
         def execute(num: int, name: str) -> str | None:
-            if any("from=" in m for m in mount_specs):
+            if argv == [HEREDOC_SCRIPT] or any("from=" in m for m in mount_specs):
                 with self.store.tmp_dir("mounts") as scratch:
-                    return run_with(parse_mounts(mount_specs, self, ctx, node, scratch), num, name)
+                    mounts = parse_mounts(mount_specs, self, ctx, node, scratch)
+                    if argv == [HEREDOC_SCRIPT]:
+                        mounts.append(_script_mount(scratch, script))
+                    return run_with(mounts, num, name)
             return run_with(parse_mounts(mount_specs, self, ctx, node), num, name)
 
         def run_with(mounts: list, num: int, name: str) -> str | None:
@@ -112,6 +119,20 @@ class RunSteps:
             )
 
         self._step(ctx, node, display, parts, execute, created_by)
+
+
+HEREDOC_SCRIPT = "/.pybuild-heredoc-script"
+
+
+def _script_mount(scratch, body: str):  # noqa: ANN001, ANN202
+    import os
+
+    from executor.spec import Mount
+
+    path = scratch / "script"
+    path.write_text(body)
+    os.chmod(path, 0o755)
+    return Mount(target=HEREDOC_SCRIPT, type="bind", source=path, readonly=True)
 
 
 def _with_heredocs(script: str, heredocs) -> str:  # noqa: ANN001

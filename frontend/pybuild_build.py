@@ -141,6 +141,10 @@ def handle(args: argparse.Namespace) -> int:
     build_args = parse_kv(args.build_arg, "--build-arg", env_fallback=True)
     labels = parse_kv(args.label, "--label")
     outputs = [parse_output(o) for o in args.output]
+    from cache.refs import parse_reference
+
+    for tag in args.tag:  # a bad name fails now, not after the whole build
+        parse_reference(tag)
 
     sde_text = build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
     sde: int | None = None

@@ -98,3 +98,20 @@ def test_cli_builds_tags_and_prints_id(busybox_store, tmp_path):
         "-q",
     ):
         assert flag in h.stdout
+
+
+def test_cli_label_target_and_bad_tag(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox AS one\nLABEL stage=one\nFROM busybox AS two\nLABEL stage=two\n"
+    )
+    cmd = [sys.executable, "-m", "frontend.pybuild", "--root", str(busybox_store.root), "-q"]
+    p = subprocess.run(
+        [*cmd, "--target", "one", "--label", "extra=yes", str(ctx)], capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr
+    labels = busybox_store.get_image(p.stdout.strip()).config["config"]["Labels"]
+    assert labels == {"stage": "one", "extra": "yes"}
+    bad = subprocess.run([*cmd, "-t", "Bad:Name:x", str(ctx)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr

@@ -207,3 +207,29 @@ def test_bind_mount_from_stage_and_its_key(busybox_store, tmp_path):
     again = build_ctx(busybox_store, ctx)
     assert again.steps[-1].why == "mount:in.txt changed"
     assert image_view(busybox_store, again.image_id).read_text("/in") == "two\n"
+
+
+def test_run_heredocs_shebang_and_several(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(
+        ctx,
+        {
+            "Dockerfile": (
+                "FROM busybox\n"
+                "RUN <<EOT\n"
+                "#!/bin/sh -e\n"
+                'echo "from $0" > /shebang\n'
+                "EOT\n"
+                "RUN cat <<A <<B > /two\n"
+                "first\n"
+                "A\n"
+                "second\n"
+                "B\n"
+            )
+        },
+    )
+    res = build_ctx(busybox_store, ctx)
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/shebang") == "from /.pybuild-heredoc-script\n"
+    assert view.lstat(".pybuild-heredoc-script") is None  # the script is not left behind
+    assert view.read_text("/two") == "second\n"  # the shell reads the last heredoc for stdin
