@@ -280,6 +280,39 @@ class LayerStore:
                 fsync_dir(self.dir)
                 return u
 
+    def adopt_base(self, stage: Path, diff_id: DiffID, lock) -> UnpackedLayer:  # noqa: ANN001
+        """Install `stage/diff` as the unpacked dir of the base layer `diff_id` (no parent).
+
+        For a writer that made the layer tar *from* that very tree (pydock import): unpacking
+        the blob again would rebuild the same tree, and removing this one costs as much as
+        writing it. `stage` is a staging dir under ROOT/tmp holding only `diff/`; it is
+        renamed into place, or left to its owner when the layer is already unpacked. The blob
+        must be stored. Additive, for helper "images" (cache/importer.py).
+        """
+        from cache.fsops import syncfs
+
+        chain = ChainID(diff_id)
+        syncfs(stage / "diff")
+        with lock():
+            self.on_unpacked(chain)
+            existing = self.unpacked(chain)
+            if existing is not None:
+                return existing
+            final = self.dir / chain.hex
+            short = self._free_short(chain)
+            size = self.blobs.size(diff_id)
+            u = UnpackedLayer(chain, DiffID(diff_id), None, size, short, final / "diff")
+            meta = stage / LAYER_JSON
+            meta.write_bytes(u.to_json())
+            with open(meta, "rb") as f:
+                os.fsync(f.fileno())
+            self._link(short, chain)
+            if final.exists():
+                self._discard(final)
+            os.rename(stage, final)
+            fsync_dir(self.dir)
+            return u
+
     def _link(self, short: str, chain: ChainID) -> None:
         link = self.links / short
         target = f"../layers/{chain.hex}/diff"

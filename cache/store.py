@@ -257,6 +257,13 @@ class Store:
                 raise LayerNotFound(f"layer {d} is not in the store")
         return self.layers.ensure_unpacked(list(diff_ids), self.lock)
 
+    def adopt_unpacked_base(self, diff_id: str, stage: Path) -> UnpackedLayer:
+        """Make `stage/diff` (a staging dir under ROOT/tmp) the unpacked dir of the stored
+        base layer `diff_id`, which was written from that tree (see LayerStore.adopt_base)."""
+        if not self.blobs.has(diff_id):
+            raise LayerNotFound(f"layer {diff_id} is not in the store")
+        return self.layers.adopt_base(Path(stage), DiffID(diff_id), self.lock)
+
     def unpacked_lowers(self, diff_ids: Sequence[str]) -> list[Path]:
         """Overlay lower dirs for the stack `diff_ids`, oldest first: ROOT/l/<short> links.
 
