@@ -192,7 +192,11 @@ def import_rootfs(
     else:
         src, name, close_src = source, source_name or "-", False
     with store.tmp_dir("import") as staging:
-        rootfs = staging / "rootfs"
+        # rootfs is laid out as the store's unpacked layer dirs are (<stage>/diff), so that
+        # it can become the image's unpacked layer afterwards instead of being removed.
+        unpack = staging / "unpack"
+        unpack.mkdir(0o700)
+        rootfs = unpack / "diff"
         rootfs.mkdir(0o755)
         try:
             reader, _ = open_decompressed(src, f"import {name}")
@@ -233,8 +237,19 @@ def import_rootfs(
             if new_blob:
                 store.blobs.commit_staged(layer, diff_id)
             try:
-                return store.write_image(config, [diff_id], tags=[ref] if ref else ())
+                image = store.write_image(config, [diff_id], tags=[ref] if ref else ())
             except BaseException:
                 if new_blob:  # leave the store as it was
                     store.blobs.remove(diff_id)
                 raise
+        # The tree the layer was written from is that layer unpacked (unless mtimes were
+        # clamped in the tar only): keep it as the lower dir `pydock run` needs, which also
+        # spares removing thousands of fresh files. Only an optimisation: on any problem the
+        # staging dir is removed as usual and the layer is unpacked when first needed.
+        adopt = getattr(store, "adopt_unpacked_base", None)
+        if adopt is not None and not epoch:
+            try:
+                adopt(diff_id, unpack)
+            except (PydockError, OSError):
+                pass
+        return image

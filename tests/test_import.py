@@ -205,3 +205,40 @@ def test_bad_changes_are_refused(store_root, tmp_path):
     apply_change(cfg, "ENV X 1 2")
     apply_change(cfg, "CMD echo hi")
     assert cfg == {"WorkingDir": "/a/b", "Env": ["X=1 2"], "Cmd": ["/bin/sh", "-c", "echo hi"]}
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    out = {}
+    for dirpath, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(dirpath, n)
+            st = os.lstat(p)
+            body = Path(p).read_bytes() if os.path.isfile(p) and not os.path.islink(p) else b""
+            link = os.readlink(p) if os.path.islink(p) else ""
+            out[os.path.relpath(p, root)] = (
+                st.st_mode,
+                st.st_uid,
+                st.st_gid,
+                int(st.st_mtime),
+                link,
+                body,
+            )
+    return out
+
+
+def test_imported_tree_becomes_the_unpacked_layer(store, tmp_path, monkeypatch):
+    """The staging tree is kept as the layer's lower dir; it equals an unpack of the blob."""
+    from cache.applier import apply_layer
+
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    image = import_rootfs(store, io.BytesIO(gzip.compress(rootfs_tar())), tag="adopt:1")
+    [layer] = store.all_unpacked()
+    assert layer.diff_id == image.diff_ids[0] and layer.parent is None
+    assert list((store.root / "tmp").iterdir()) == []
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with store.layer_tar(image.diff_ids[0]) as f:
+        apply_layer(f, fresh, whiteouts="overlay")
+    assert tree(layer.path) == tree(fresh)
+    [lower] = store.unpacked_lowers(image.diff_ids)
+    assert os.path.realpath(lower) == os.path.realpath(layer.path)
