@@ -49,9 +49,21 @@ class SignalForwarder:
     @staticmethod
     def reset_in_child() -> None:
         """In the command's process, before exec: default dispositions everywhere."""
-        for sig in FORWARDED:
+        reset_signals()
+
+
+def reset_signals() -> None:
+    """Default disposition for every signal and an empty mask. Needed before exec: Python
+    ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec (`yes | head`
+    would never end); the calling thread's mask is inherited too."""
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
             signal.signal(sig, signal.SIG_DFL)
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+        except (OSError, ValueError):
+            pass  # signals the C library reserves for itself
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
 
 
 def reap_until(child: int, report: Callable[[int], None]) -> int:

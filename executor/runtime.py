@@ -42,7 +42,7 @@ from pathlib import Path
 from executor import caps, overlay, rootfs, seccomp, syscalls, users
 from executor import pty as ptys
 from executor.cgroups import CgroupSet
-from executor.init import SignalForwarder, exit_code_of, reap_until
+from executor.init import SignalForwarder, exit_code_of, reap_until, reset_signals
 from executor.spec import ExecutorError, RunResult, RunSpec
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -433,6 +433,7 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
 def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> None:
     """Drop privileges and exec the command (this process becomes it). Never returns."""
     try:
+        reset_signals()
         if os.getsid(0) != os.getpid():  # (PID 1 without init already leads a session)
             os.setsid()
         if slave is not None:

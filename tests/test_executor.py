@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -35,6 +36,17 @@ def test_exit_code_and_output_pass_through(tmp_path, rootfs):
 def test_killed_by_signal_is_128_plus_n(tmp_path, rootfs, sig):
     res, _, _ = sh(tmp_path, rootfs, f"kill -{int(sig)} $$")
     assert res.exit_code == 128 + sig and res.signal == sig
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_signals_are_default_in_the_command(tmp_path, rootfs, init):
+    # Python ignores SIGPIPE; the command must not inherit that (yes would never end)
+    res, out, _ = sh(tmp_path, rootfs, "yes | head -n 2", init=init)
+    assert res.exit_code == 0 and out == "y\ny\n"
+    spec = spec_for(tmp_path, rootfs, ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    spec.init = init
+    res, out, _ = run_capture(spec)
+    assert out.splitlines() == ["SigBlk:\t0000000000000000", "SigIgn:\t0000000000000000"]
 
 
 def test_without_init_the_command_is_pid_1(tmp_path, rootfs):
@@ -346,14 +358,14 @@ def test_caller_interrupted_or_killed_leaves_nothing(tmp_path, rootfs, sig):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, cwd="/")
     assert proc.stdout.readline() == b"starting\n"
     deadline = time.monotonic() + 20
-    cg = [p for p in _find_cgroups(name)]
-    while not cg and time.monotonic() < deadline:
+    pids: list[int] = []
+    while len(pids) < 2 and time.monotonic() < deadline:  # PID 1 and the shell
         time.sleep(0.02)
-        cg = _find_cgroups(name)
-    procs_file = [p for p in cg if "/pids/" in p or "/memory/" in p][0] + "/cgroup.procs"
-    while len(Path(procs_file).read_text().split()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    pids = [int(x) for x in Path(procs_file).read_text().split()]
+        for path in _find_cgroups(name):
+            if "/pids/" in path:
+                with contextlib.suppress(OSError):
+                    pids = [int(x) for x in Path(path, "cgroup.procs").read_text().split()]
+    assert len(pids) >= 2
     proc.send_signal(sig)
     proc.wait(timeout=20)
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
