@@ -31,6 +31,8 @@ class Digest(str):
     __slots__ = ()
 
     def __new__(cls, text: str) -> Digest:
+        if type(text) is cls:
+            return text  # already checked
         if not isinstance(text, str) or not _SHA256_RE.fullmatch(text):
             raise BadDigest(f"invalid digest {text!r}: want sha256:<64 lowercase hex digits>")
         return super().__new__(cls, text)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from cache.digest import Digest, is_digest
@@ -165,8 +166,16 @@ class Index:
             seen.setdefault(e.manifest_digest, None)
         return list(seen)
 
+    @cached_property
+    def _tags_by_manifest(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for e in self.entries:
+            if e.tag is not None:
+                out.setdefault(e.manifest_digest, []).append(e.tag)
+        return out
+
     def tags_of(self, manifest: str) -> list[str]:
-        return [e.tag for e in self.entries if e.manifest_digest == manifest and e.tag is not None]
+        return list(self._tags_by_manifest.get(manifest, ()))
 
     def manifest_of_tag(self, ref: Reference | str) -> Digest | None:
         tag = ref.familiar if isinstance(ref, Reference) else parse_reference(ref).familiar
