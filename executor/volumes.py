@@ -10,6 +10,7 @@ removes unused anonymous volumes (and named ones with `all=True`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -261,47 +262,103 @@ def dir_size(path: Path) -> int:
 
 
 def copy_image_content(lowers: list[Path], dest: str, volume_data: Path) -> None:
-    """Seed a fresh volume with what the image holds at `dest`, as Docker does.
+    """Seed a fresh, empty volume with what the image holds at `dest`, as Docker does.
 
-    `lowers` are the image's unpacked layer dirs, oldest first; the newest one holding `dest`
-    as a directory (with no whiteout of it above) is copied. Paths through symlinks in the image
-    are not followed (the copy is best effort and must never leave the layer dir).
+    The image's merged view is needed (a directory may get files from several layers, and
+    whiteouts hide older ones), so a forked child mounts the layers read-only in a private
+    mount namespace of its own (nothing can be left mounted) and copies from there. `dest` is
+    resolved inside that root (openat2 RESOLVE_IN_ROOT): a symlink in the image cannot make
+    the copy read host files. Symlinks inside are copied as links; devices are skipped.
     """
-    rel = dest.strip("/")
-    if not rel:
+    if not lowers or not dest.strip("/") or any(volume_data.iterdir()):
         return
-    for lower in reversed(lowers):
-        parts = rel.split("/")
-        # A whiteout or an opaque marker of dest (or a parent) in this layer hides older ones.
-        hidden = False
-        cur = Path(lower)
-        for part in parts:
-            cur = cur / part
+    from executor import overlay, rootfs, syscalls
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(r)
+            if len(lowers) == 1:
+                # One layer is its own merged view (overlay needs two lowers without an upper;
+                # its whiteouts are devices, which the copy skips).
+                view = os.fspath(lowers[0])
+            else:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+                rootfs.make_private()
+                import tempfile
+
+                view = tempfile.mkdtemp(prefix="volseed-", dir=volume_data.parent)
+                overlay.mount_overlay(list(lowers), None, None, view, readonly=True)
+            _copy_tree_in_root(view, dest.strip("/"), volume_data)
+        except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
+            os.write(w, f"{type(e).__name__}: {e}".encode(errors="replace"))
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    msg = b""
+    while chunk := os.read(r, 65536):
+        msg += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    for leftover in volume_data.parent.glob("volseed-*"):
+        with contextlib.suppress(OSError):
+            leftover.rmdir()
+    if msg:
+        raise PydockError(
+            f"cannot copy the image's content into the volume at {dest}: {msg.decode()}"
+        )
+
+
+def _copy_tree_in_root(root: str, rel: str, out: Path) -> None:
+    from cache.fsops import open_dir_in_root, open_root
+
+    rootfd = open_root(root)
+    try:
+        try:
+            src = open_dir_in_root(rootfd, rel, readable=True)
+        except (FileNotFoundError, NotADirectoryError):
+            return  # nothing (or no directory) there in the image: the volume starts empty
+    finally:
+        os.close(rootfd)
+    try:
+        st = os.fstat(src)
+        _copy_dir_fd(src, out)
+        os.chmod(out, stat.S_IMODE(st.st_mode))
+        os.chown(out, st.st_uid, st.st_gid)
+    finally:
+        os.close(src)
+
+
+def _copy_dir_fd(dirfd: int, out: Path) -> None:
+    for name in os.listdir(dirfd):
+        st = os.stat(name, dir_fd=dirfd, follow_symlinks=False)
+        target = out / name
+        if stat.S_ISDIR(st.st_mode):
+            target.mkdir()
+            sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dirfd)
             try:
-                st = os.lstat(cur)
-            except OSError:
-                break
-            # overlay whiteout (char device 0/0) or a symlink: older layers are hidden here
-            if stat.S_ISLNK(st.st_mode) or (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):
-                hidden = True
-                break
-        if hidden:
-            return
-        src = Path(lower) / rel
-        if src.is_dir() and not src.is_symlink():
-            if any(volume_data.iterdir()):
-                return
-            for entry in src.iterdir():
-                if entry.name.startswith(".wh."):
-                    continue
-                target = volume_data / entry.name
-                if entry.is_dir() and not entry.is_symlink():
-                    shutil.copytree(entry, target, symlinks=True)
-                else:
-                    shutil.copy2(entry, target, follow_symlinks=False)
-            st = src.stat()
-            os.chmod(volume_data, st.st_mode & 0o7777)
-            os.chown(volume_data, st.st_uid, st.st_gid)
-            return
-        if src.exists() or src.is_symlink():
-            return
+                _copy_dir_fd(sub, target)
+            finally:
+                os.close(sub)
+        elif stat.S_ISREG(st.st_mode):
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=dirfd)
+            try:
+                ofd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    while os.sendfile(ofd, fd, None, 1 << 20):
+                        pass
+                finally:
+                    os.close(ofd)
+            finally:
+                os.close(fd)
+        elif stat.S_ISLNK(st.st_mode):
+            os.symlink(os.readlink(name, dir_fd=dirfd), target)
+        else:
+            continue
+        os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(target, stat.S_IMODE(st.st_mode))
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
