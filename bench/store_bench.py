@@ -117,11 +117,12 @@ def main() -> int:
         warm = Store(root)
         warm.list_images()
         rows.append((f"list_images warm ({n})", *fmt(timeit(warm.list_images, args.runs)), ""))
-        some = warm.get_image("bench/app7:v1")
+        probe = f"bench/app{min(7, args.images - 2)}:v1"
+        some = warm.get_image(probe)
         rows.append(
             (
                 "get_image by tag",
-                *fmt(timeit(lambda: Store(root).get_image("bench/app7:v1"), args.runs)),
+                *fmt(timeit(lambda: Store(root).get_image(probe), args.runs)),
                 "cold",
             )
         )
