@@ -470,8 +470,8 @@ def wait_exited(root: Path | str, c: Container, timeout: float | None = None) ->
     delay = 0.005
     while True:
         fresh = cstore.find(c.id)
-        if fresh is None:  # removed (--rm): the last state we saw is the answer
-            return c
+        if fresh is None:  # removed (--rm): its "die" event has the exit code
+            return _from_die_event(root, c)
         c = fresh
         if not c.state.running:
             return c
@@ -481,6 +481,20 @@ def wait_exited(root: Path | str, c: Container, timeout: float | None = None) ->
             return c
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+def _from_die_event(root: Path | str, c: Container) -> Container:
+    """`c` with the exit code of its last "die" event (for a container already removed)."""
+    from executor.events import read_events
+
+    code = None
+    for ev in read_events(root, since=c.created - 1):
+        if ev.actor_id == c.id and ev.action == "die":
+            code = ev.attributes.get("exitCode")
+    if code is not None and code.lstrip("-").isdigit():
+        c.state.status = "exited"
+        c.state.exit_code = int(code)
+    return c
 
 
 def stop_container(root: Path | str, c: Container, timeout: int | None = None) -> Container:

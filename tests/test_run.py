@@ -257,3 +257,24 @@ def test_sigint_is_forwarded_to_a_foreground_container(pyd):
     p.send_signal(signal.SIGINT)
     out, _ = p.communicate(timeout=20)
     assert (p.returncode, out) == (9, b"got INT\n")
+
+
+def test_image_config_user_workdir_entrypoint_are_honoured(pyd):
+    pyd.ok("create", "--name", "cfg", "busybox", "true")
+    pyd.ok(
+        "commit", "-c", "USER nobody", "-c", "WORKDIR /tmp", "-c", 'ENTRYPOINT ["echo", "entry"]',
+        "-c", 'CMD ["default"]', "-c", "ENV GREETING=hi", "cfg", "configured",
+    )  # fmt: skip
+    assert pyd.ok("run", "--rm", "configured") == "entry default\n"
+    assert pyd.ok("run", "--rm", "configured", "other") == "entry other\n"
+    out = pyd.ok(
+        "run", "--rm", "--entrypoint", "sh", "configured", "-c", "id -u; pwd; echo $GREETING"
+    )
+    assert out == "65534\n/tmp\nhi\n"
+    assert pyd.ok("run", "--rm", "-u", "0", "--entrypoint", "id", "configured", "-u") == "0\n"
+    pyd.ok("rm", "cfg")
+
+
+def test_wait_on_an_auto_removed_container(pyd):
+    cid = pyd.ok("run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.5; exit 4").strip()
+    assert pyd.ok("wait", cid) == "4\n"
