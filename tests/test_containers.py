@@ -8,11 +8,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tarfile
 import time
 
 import pytest
-from container_helpers import Pydock, leftovers_check, wait_for
+from container_helpers import REPO, Pydock, leftovers_check, wait_for
 
 from executor.containers import (
     Container,
@@ -391,3 +392,45 @@ def test_stats_info_version_port(pyd):
     assert pyd.ok("port", "st") == ""
     pyd.ok("rm", "-f", "st")
     assert pyd.ok("container", "ls", "-aq") == ""
+
+
+def test_concurrent_commands_keep_state_consistent(pyd):
+    # Eight runs race for one name: exactly one wins, the rest get the clear conflict line.
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "frontend.pydock",
+                "--root",
+                str(pyd.root),
+                "run",
+                "--name",
+                "contested",
+                "busybox",
+                "true",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        for _ in range(8)
+    ]
+    results = [(p.wait(timeout=60), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0] + [125] * 7
+    assert all("already in use" in err for code, err in results if code)
+    # Unnamed runs and listings in parallel: every record stays readable and complete.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "frontend.pydock", "--root", str(pyd.root), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )  # fmt: skip
+        for args in [("run", "busybox", "true")] * 4 + [("ps", "-a")] * 4
+    ]
+    assert all(p.wait(timeout=60) == 0 for p in procs)
+    assert len(pyd.ok("ps", "-aq").split()) == 5
+    pyd.ok("rm", *pyd.ok("ps", "-aq").split())
