@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from cache.digest import COPY_CHUNK, Digest, Hasher, sha256_bytes
 from cache.errors import BlobNotFound, DigestMismatch
-from cache.staging import crash_point, fsync_dir, staging_name
+from cache.staging import crash_point, fsync_dir, space_error, staging_name
 
 BLOB_MODE = 0o444
 
@@ -158,10 +158,12 @@ class BlobStore:
                         out.write(chunk)
             os.fchmod(fd, BLOB_MODE)
             os.fsync(fd)
-        except BaseException:
+        except BaseException as e:
             os.close(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
+            if err := space_error(e, self.tmp.parent):
+                raise err from None
             raise
         os.close(fd)
         return path, hasher.digest(), hasher.size

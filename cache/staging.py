@@ -9,12 +9,15 @@ process from work in progress and remove them (`clean_stale`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+
+from cache.errors import StoreError
 
 CRASH_ENV = "PYDOCK_CRASH_AT"
 
@@ -26,6 +29,16 @@ def crash_point(name: str) -> None:
     """
     if os.environ.get(CRASH_ENV) == name:
         os._exit(137)
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def space_error(e: BaseException, where: Path) -> StoreError | None:
+    """A one-line store error for a full disk (or quota), else None (re-raise the original)."""
+    if isinstance(e, OSError) and e.errno in NO_SPACE:
+        return StoreError(f"{where}: {os.strerror(e.errno)} (nothing was stored)")
+    return None
 
 
 def fsync_dir(path: Path) -> None:
@@ -78,10 +91,12 @@ def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o64
             view = view[n:]
         os.fchmod(fd, mode)  # umask must not change what readers may do
         os.fsync(fd)
-    except BaseException:
+    except BaseException as e:
         os.close(fd)
         with contextlib.suppress(OSError):
             os.unlink(path)
+        if err := space_error(e, tmp_root.parent):
+            raise err from None
         raise
     os.close(fd)
     return path

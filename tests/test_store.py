@@ -7,6 +7,7 @@ import json
 import multiprocessing
 import os
 import stat
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -413,3 +414,37 @@ def test_forked_child_does_not_keep_the_lock(store: Store, store_root: Path):
     finally:
         child.kill()
         child.join()
+
+
+# ---- a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path):
+    """A 4 MiB tmpfs (unmounted afterwards, also on failure)."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=True)
+
+
+def test_full_disk_is_a_clean_error_and_a_clean_store(small_fs: Path):
+    store = Store.open(small_fs / "root")
+    fits = make_tar({"f": os.urandom(1_500_000)})
+    info = store.add_layer(io.BytesIO(fits))
+    before = snapshot(store.root)
+    with pytest.raises(PydockError, match="No space left"):
+        store.put_blob(os.urandom(3_000_000))
+    with pytest.raises(PydockError, match="No space left"):
+        store.add_layer(io.BytesIO(make_tar({"g": os.urandom(3_000_000)})))
+    assert snapshot(store.root) == before
+    # Unpacking the 1.5 MB layer fits; after one more blob, no further unpack does.
+    store.unpacked_lowers([info.diff_id])
+    other = store.add_layer(io.BytesIO(make_tar({"h": os.urandom(900_000)})))
+    before = snapshot(store.root)
+    with pytest.raises(PydockError):
+        store.unpacked_lowers([other.diff_id, info.diff_id, other.diff_id])
+    assert snapshot(store.root) == before
