@@ -33,6 +33,13 @@ def open_pty(ptmx: str = "/dev/ptmx", size: tuple[int, int] | None = None) -> tu
     return master, slave
 
 
+def bind_console(master: int) -> None:
+    """Make /dev/console the container's terminal, as runc does (a bind of its pts)."""
+    console = "/dev/console"
+    os.close(os.open(console, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600))
+    syscalls.mount(f"/dev/pts/{syscalls.pty_number(master)}", console, None, syscalls.MS_BIND)
+
+
 def make_controlling(slave: int) -> None:
     """In the process about to exec (a session leader): `slave` becomes its controlling
     tty and its stdio."""

@@ -172,6 +172,8 @@ def start(spec: RunSpec) -> Container:
     status_r = status_w = result_w = go_r = go_w = -1
     sock_parent = sock_child = None
     try:
+        for d in (spec.upper, spec.work, spec.merged):
+            os.makedirs(d, exist_ok=True)
         rootfs.write_etc_files(
             c._state_dir, spec.hostname, spec.extra_hosts, spec.dns, spec.network == "host"
         )
@@ -261,6 +263,19 @@ def _check_spec(spec: RunSpec) -> None:
         if key not in _RLIMITS:
             raise ExecutorError(f"unknown ulimit {key!r}")
     caps.effective_mask(spec.privileged, spec.cap_add, spec.cap_drop)  # validates the names
+    lim = spec.limits
+    if lim.memory is not None and lim.memory < 6 << 20:
+        raise ExecutorError("Minimum memory limit allowed is 6MB")
+    if lim.memory_swap not in (None, -1) and (lim.memory is None or lim.memory_swap < lim.memory):
+        raise ExecutorError(
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+            if lim.memory is not None
+            else "You should always set the Memory limit when using Memoryswap limit, see usage"
+        )
+    if lim.cpus is not None and lim.cpus <= 0:
+        raise ExecutorError("Range of CPUs is from 0.01 to the number of CPUs available")
+    if lim.pids is not None and lim.pids <= 0:
+        lim.pids = None  # Docker: 0 or -1 means unlimited
 
 
 def _read_status(c: Container, fd: int) -> None:
@@ -395,6 +410,7 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
         master = slave = None
         if spec.tty:
             master, slave = ptys.open_pty("/dev/ptmx", tty_size)
+            ptys.bind_console(master)
             ptys.send_fd(sock, master)
             os.close(master)
         if sock is not None:
@@ -434,6 +450,7 @@ def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> No
     """Drop privileges and exec the command (this process becomes it). Never returns."""
     try:
         reset_signals()
+        os.umask(0o022)  # Docker's; the caller's own umask is not the container's business
         if os.getsid(0) != os.getpid():  # (PID 1 without init already leads a session)
             os.setsid()
         if slave is not None:

@@ -157,12 +157,39 @@ def test_pty_gives_a_terminal_with_window_size(tmp_path, rootfs):
     res, out, _ = sh(
         tmp_path,
         rootfs,
-        "tty; stty size; [ -t 0 ] && echo stdin-is-tty",
+        "tty; stty size; [ -t 0 ] && echo stdin-is-tty; echo via-console > /dev/console",
         tty=True,
         tty_size=(33, 99),
     )
     assert res.exit_code == 0
-    assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "33 99", "stdin-is-tty"]
+    assert out.replace("\r", "").splitlines() == [
+        "/dev/pts/0",
+        "33 99",
+        "stdin-is-tty",
+        "via-console",
+    ]
+
+
+def test_umask_is_dockers(tmp_path, rootfs):
+    old = os.umask(0o077)
+    try:
+        _, out, _ = sh(tmp_path, rootfs, "umask")
+    finally:
+        os.umask(old)
+    assert out.strip() == "0022"
+
+
+@pytest.mark.parametrize(
+    "limits, message",
+    [
+        (Limits(memory=1 << 20), "Minimum memory limit allowed is 6MB"),
+        (Limits(memory=64 << 20, memory_swap=32 << 20), "Minimum memoryswap limit"),
+        (Limits(memory_swap=32 << 20), "always set the Memory limit"),
+    ],
+)
+def test_bad_limits_are_refused(tmp_path, rootfs, limits, message):
+    with pytest.raises(ExecutorError, match=message):
+        run(spec_for(tmp_path, rootfs, "true", limits=limits))
 
 
 def test_hostname_and_etc_files(tmp_path, rootfs):
