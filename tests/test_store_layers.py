@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import stat
 import subprocess
@@ -152,3 +153,29 @@ def test_200_layer_lowerdir_fits_in_a_page(store: Store, tmp_path: Path):
         assert (merged / "f000").read_bytes() == b"0" and (merged / "f199").read_bytes() == b"199"
     finally:
         subprocess.run(["umount", str(merged)], check=True)
+
+
+def _unpack_in_process(root: str, diff_id: str, q) -> None:  # noqa: ANN001
+    q.put([str(p) for p in Store(root).unpacked_lowers([diff_id])])
+
+
+def test_concurrent_unpacks_of_one_layer_agree(busybox_store: Store, busybox_image):
+    ctx = multiprocessing.get_context("fork")
+    q = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_unpack_in_process, args=(str(busybox_store.root), busybox_image.diff_ids[0], q)
+        )
+        for _ in range(4)
+    ]
+    for p in procs:
+        p.start()
+    results = [q.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert len({tuple(r) for r in results}) == 1
+    assert len(os.listdir(busybox_store.root / "layers")) == 1
+    assert len(os.listdir(busybox_store.root / "l")) == 1
+    assert os.listdir(busybox_store.root / "tmp") == []
+    assert busybox_store.verify() == []
