@@ -192,7 +192,8 @@ class RootBuilder:
         self.mount_dev()
         self.mount_sys()
         self.mount_etc_files()
-        for m in p.mounts:
+        # parents before children, whatever the order given (as Docker sorts them)
+        for m in sorted(p.mounts, key=lambda m: len(_components(m.target))):
             self.mount_user(m)
         if not p.privileged:
             self.mask_paths()
@@ -339,6 +340,10 @@ class RootBuilder:
             os.close(self.upper_fd)
 
 
+def _components(path: str) -> list[str]:
+    return [c for c in path.split("/") if c and c != "."]
+
+
 def _tmpfs_options(options: str) -> tuple[int, str]:
     """mount flags and tmpfs data from "size=64m,mode=1777,noexec,ro" (Docker's --tmpfs)."""
     flags = sc.MS_NOSUID | sc.MS_NODEV
@@ -383,6 +388,22 @@ def write_etc_files(
     """The container's /etc/hosts, /etc/hostname and /etc/resolv.conf, as Docker writes them
     (the host's resolv.conf is reused unless nameservers are given)."""
     os.makedirs(etc_dir, exist_ok=True)
+    if host_network:
+        # the host's own names, as Docker gives a --network host container
+        try:
+            with open("/etc/hosts") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            lines = ["127.0.0.1\tlocalhost"]
+        for entry in extra_hosts:
+            name, sep, ip = entry.partition(":")
+            if not sep or not name or not ip:
+                raise ExecutorError(f"invalid extra host {entry!r} (want host:ip)")
+            lines.append(f"{ip}\t{name}")
+        _write(os.path.join(etc_dir, "hosts"), "\n".join(lines) + "\n")
+        _write(os.path.join(etc_dir, "hostname"), hostname + "\n")
+        _write(os.path.join(etc_dir, "resolv.conf"), _resolv_conf(dns))
+        return
     lines = [
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost ip6-localhost ip6-loopback",
@@ -396,19 +417,20 @@ def write_etc_files(
         if not sep or not name or not ip:
             raise ExecutorError(f"invalid extra host {entry!r} (want host:ip)")
         lines.append(f"{ip}\t{name}")
-    if not host_network:
-        lines.append(f"127.0.1.1\t{hostname}")
+    lines.append(f"127.0.1.1\t{hostname}")
     _write(os.path.join(etc_dir, "hosts"), "\n".join(lines) + "\n")
     _write(os.path.join(etc_dir, "hostname"), hostname + "\n")
+    _write(os.path.join(etc_dir, "resolv.conf"), _resolv_conf(dns))
+
+
+def _resolv_conf(dns: list[str]) -> str:
     if dns:
-        resolv = "".join(f"nameserver {ns}\n" for ns in dns)
-    else:
-        try:
-            with open("/etc/resolv.conf") as f:
-                resolv = f.read()
-        except OSError:
-            resolv = ""
-    _write(os.path.join(etc_dir, "resolv.conf"), resolv)
+        return "".join(f"nameserver {ns}\n" for ns in dns)
+    try:
+        with open("/etc/resolv.conf") as f:
+            return f.read()
+    except OSError:
+        return ""
 
 
 def _write(path: str, text: str) -> None:

@@ -241,8 +241,25 @@ def test_readonly_root(tmp_path, rootfs):
 
 def test_host_network_sees_host_interfaces(tmp_path, rootfs):
     host = sorted(os.listdir("/sys/class/net"))
-    _, out, _ = sh(tmp_path, rootfs, "ls /sys/class/net", network="host")
-    assert sorted(out.split()) == host
+    _, out, _ = sh(tmp_path, rootfs, "ls /sys/class/net; echo; cat /etc/hosts", network="host")
+    interfaces, _, hosts = out.partition("\n\n")
+    assert sorted(interfaces.split()) == host
+    assert hosts == Path("/etc/hosts").read_text()
+
+
+def test_nested_mounts_in_any_order(tmp_path, rootfs):
+    outer, inner = tmp_path / "outer", tmp_path / "inner"
+    outer.mkdir()
+    inner.mkdir()
+    (inner / "f").write_text("inner\n")
+    _, out, err = sh(
+        tmp_path,
+        rootfs,
+        "cat /a/b/f",
+        mounts=[Mount("/a/b", source=inner), Mount("/a", source=outer)],
+    )
+    assert out == "inner\n", err
+    assert (outer / "b").is_dir()  # the stub for the inner mount lives in the outer volume
 
 
 def test_deep_image_of_200_layers_mounts(tmp_path, rootfs):
