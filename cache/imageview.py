@@ -5,9 +5,7 @@ tags) and the store for layer sizes; nothing writes. The shapes follow what `doc
 inspect`, `docker images` and `docker history` show, so scripts written against Docker keep
 working. Human-readable sizes and ages are the front end's job: rows carry raw numbers.
 
-`render_template` runs the small Go-template subset that `--format` strings use in practice:
-`{{.Field}}`, `{{.A.B}}`, `{{json .}}`, `{{json .A}}`, `{{index .A 0}}`, `{{index .A "k"}}`,
-`{{join .A ","}}`, `{{lower .A}}`, `{{upper .A}}`, `{{len .A}}`, and `\\t`/`\\n` escapes.
+`render_template` (from cache/gotemplate.py) runs the `--format` Go templates.
 """
 
 from __future__ import annotations
@@ -18,6 +16,11 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from cache.errors import PydockError
+
+# The --format evaluator lives in cache/gotemplate.py; these names stay importable from here.
+from cache.gotemplate import TemplateError as TemplateError
+from cache.gotemplate import go_value as go_value
+from cache.gotemplate import render_template as render_template
 
 # Docker prints "<missing>" for history rows that are not an image of their own.
 MISSING = "<missing>"
@@ -50,10 +53,6 @@ _CONFIG_KEYS: list[tuple[str, Any]] = [
 ]
 # Shown only when set (Docker's omitempty fields).
 _OMIT_EMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "StopSignal", "Shell"}
-
-
-class TemplateError(PydockError):
-    """A --format template that this subset cannot run."""
 
 
 class NameNotFound(PydockError):
@@ -402,100 +401,9 @@ def _rfc3339(text: str) -> str:
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-# --- Go-template subset -------------------------------------------------------------------------
+# --- --format templates -------------------------------------------------------------------------
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|`[^`]*`|[^\s]+')
-
-
-def go_value(value: Any) -> str:
-    """How Go's text/template prints a value (fmt's %v): [a b], map[k:v], <nil>."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return "[" + " ".join(go_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_value(value[k])}" for k in sorted(value)) + "]"
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
-def _lookup(data: Any, path: str) -> Any:
-    if path == ".":
-        return data
-    cur = data
-    for part in path.strip(".").split("."):
-        if isinstance(cur, dict):
-            if part in cur:
-                cur = cur[part]
-                continue
-            # Go's struct fields are case-sensitive; be forgiving with Docker's JSON names.
-            match = [k for k in cur if k.lower() == part.lower()]
-            if match:
-                cur = cur[match[0]]
-                continue
-            raise TemplateError(f"template: can't evaluate field {part}")
-        raise TemplateError(f"template: can't evaluate field {part} in type {type(cur).__name__}")
-    return cur
-
-
-def _arg(data: Any, tok: str) -> Any:
-    if tok.startswith("."):
-        return _lookup(data, tok)
-    if tok.startswith('"'):
-        return json.loads(tok)
-    if tok.startswith("`"):
-        return tok[1:-1]
-    if re.fullmatch(r"-?\d+", tok):
-        return int(tok)
-    raise TemplateError(f"template: unexpected {tok!r}")
-
-
-def _call(data: Any, expr: str) -> str:
-    toks = _TOKEN.findall(expr)
-    if not toks:
-        raise TemplateError("template: empty action {{}}")
-    fn, args = toks[0], toks[1:]
-    if fn.startswith("."):
-        if args:
-            raise TemplateError(f"template: {fn} is not a function")
-        return go_value(_lookup(data, fn))
-    vals = [_arg(data, a) for a in args]
-    if fn == "json":
-        return json.dumps(vals[0] if vals else data, separators=(",", ":"), ensure_ascii=False)
-    if fn == "index" and len(vals) >= 2:
-        cur = vals[0]
-        for key in vals[1:]:
-            try:
-                cur = cur[key]
-            except (KeyError, IndexError, TypeError):
-                raise TemplateError(f"template: index of {key!r}: no such entry") from None
-        return go_value(cur)
-    if fn == "join" and len(vals) == 2:
-        return str(vals[1]).join(go_value(v) for v in (vals[0] or []))
-    if fn in ("lower", "upper", "title") and len(vals) == 1:
-        return getattr(go_value(vals[0]), fn)()
-    if fn == "len" and len(vals) == 1:
-        return str(len(vals[0] or []))
-    if fn == "println":
-        return " ".join(go_value(v) for v in vals) + "\n"
-    raise TemplateError(f'template: function "{fn}" not supported here')
-
-
-def render_template(template: str, data: Any) -> str:
-    """Run a `--format` template over `data` (a dict as Docker's JSON shows it)."""
-    text = template.replace("\\t", "\t").replace("\\n", "\n")
-    out: list[str] = []
-    pos = 0
-    for m in _ACTION.finditer(text):
-        out.append(text[pos : m.start()])
-        out.append(_call(data, m.group(1)))
-        pos = m.end()
-    out.append(text[pos:])
-    return "".join(out)
 
 
 def template_headers(template: str) -> tuple[bool, str]:

@@ -301,3 +301,55 @@ def test_prune_is_robust_to_missing_dirs(store, empty_dirs):
     report = prune(store)
     assert report.deleted_images == [] and report.reclaimed == 0
     assert [r.total for r in disk_usage(store)] == [0, 0, 0, 0]
+
+
+TEMPLATE_DATA = {
+    "Id": "sha256:abc",
+    "RepoTags": ["a:1", "b:2"],
+    "Config": {"Env": ["A=1", "B=2"], "Labels": {"x": "1", "y": "2"}, "Cmd": None},
+    "Size": 12,
+}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("{{.Id}}", "sha256:abc"),
+        ("{{range .RepoTags}}{{.}} {{end}}", "a:1 b:2 "),
+        ("{{range $i, $t := .RepoTags}}{{$i}}={{$t}};{{end}}", "0=a:1;1=b:2;"),
+        ("{{range $k, $v := .Config.Labels}}{{$k}}:{{$v}},{{end}}", "x:1,y:2,"),
+        ("{{if .Config.Cmd}}yes{{else}}no{{end}}", "no"),
+        ("{{if eq .Size 13}}a{{else if eq .Size 12}}b{{else}}c{{end}}", "b"),
+        ('{{with .Config}}{{join .Env ","}}{{end}}', "A=1,B=2"),
+        ("{{.Id | upper}}", "SHA256:ABC"),
+        ("{{json .Config.Labels}}", '{"x":"1","y":"2"}'),
+        ('{{index .Config.Labels "x"}} {{index .Config.Labels "z"}}', "1 <no value>"),
+        ('{{printf "%s-%d" .Id .Size}}', "sha256:abc-12"),
+        ("{{len .RepoTags}} {{.Config.Env}} {{.Config.Labels}}", "2 [A=1 B=2] map[x:1 y:2]"),
+        ("{{range .Nope}}x{{else}}empty{{end}}", "empty"),
+        ('a\\tb {{- " c" -}} d', "a\tb cd"),
+        ("{{(index .RepoTags 1) | upper}}", "B:2"),
+    ],
+)
+def test_format_templates(template, expected):
+    from cache.imageview import render_template
+
+    assert render_template(template, TEMPLATE_DATA) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("{{if .Id}}x", "missing {{end}}"),
+        ("{{end}}", "unexpected {{end}}"),
+        ("{{nosuch .Id}}", 'function "nosuch" not defined'),
+        ("{{.Id.Foo}}", "can't evaluate field Foo"),
+    ],
+)
+def test_bad_templates_are_one_line_errors(template, message, busybox_store):
+    from cache.imageview import TemplateError, render_template
+
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        render_template(template, TEMPLATE_DATA)
+    p = pydock(busybox_store.root, "inspect", "-f", template, "busybox")
+    assert p.returncode == 1 and p.stderr.count("\n") == 1 and message in p.stderr
