@@ -245,7 +245,6 @@ class LayerStore:
         from cache.applier import apply_layer  # provided by the layer applier (helper "layers")
         from cache.fsops import syncfs
 
-        final = self.dir / chain.hex
         with staging_dir(self.tmp, "unpack") as stage:
             target = stage / "diff"
             os.mkdir(target, 0o755)
@@ -259,26 +258,40 @@ class LayerStore:
             # complete (a power loss must not leave empty files under the final name).
             syncfs(target)
             with lock():
-                self.on_unpacked(chain)
-                existing = self.unpacked(chain)
-                if existing is not None:
-                    return existing  # another writer finished first; ours is discarded
-                short = self._free_short(chain)
-                u = UnpackedLayer(chain, diff_id, parent, size, short, final / "diff")
-                meta = stage / LAYER_JSON
-                meta.write_bytes(u.to_json())
-                with open(meta, "rb") as f:
-                    os.fsync(f.fileno())
-                crash_point("unpack-staged")
-                self._link(short, chain)
-                if final.exists():
-                    # A leftover without layer.json cannot come from a rename (layer.json is
-                    # inside before the rename), but be safe: move it aside and drop it.
-                    self._discard(final)
-                os.rename(stage, final)  # staging_dir's cleanup then finds nothing
-                crash_point("unpack-renamed")
-                fsync_dir(self.dir)
-                return u
+                # staging_dir's cleanup finds nothing once the stage was renamed into place,
+                # and removes ours if another writer finished first.
+                return self._install(stage, chain, diff_id, parent, size)
+
+    def _install(
+        self, stage: Path, chain: ChainID, diff_id: DiffID, parent: ChainID | None, size: int
+    ) -> UnpackedLayer:
+        """Rename the staging dir `stage` (holding `diff/`) to layers/<chain> (under the lock).
+
+        layer.json goes in first, so a layers/<chain> that exists is complete. If the layer is
+        already there (another writer finished first) that one is returned and `stage` stays
+        for its owner to remove.
+        """
+        self.on_unpacked(chain)
+        existing = self.unpacked(chain)
+        if existing is not None:
+            return existing
+        final = self.dir / chain.hex
+        short = self._free_short(chain)
+        u = UnpackedLayer(chain, diff_id, parent, size, short, final / "diff")
+        meta = stage / LAYER_JSON
+        meta.write_bytes(u.to_json())
+        with open(meta, "rb") as f:
+            os.fsync(f.fileno())
+        crash_point("unpack-staged")
+        self._link(short, chain)
+        if final.exists():
+            # A leftover without layer.json cannot come from a rename (layer.json is inside
+            # before the rename), but be safe: move it aside and drop it.
+            self._discard(final)
+        os.rename(stage, final)
+        crash_point("unpack-renamed")
+        fsync_dir(self.dir)
+        return u
 
     def adopt_base(self, stage: Path, diff_id: DiffID, lock) -> UnpackedLayer:  # noqa: ANN001
         """Install `stage/diff` as the unpacked dir of the base layer `diff_id` (no parent).
@@ -294,24 +307,7 @@ class LayerStore:
         chain = ChainID(diff_id)
         syncfs(stage / "diff")
         with lock():
-            self.on_unpacked(chain)
-            existing = self.unpacked(chain)
-            if existing is not None:
-                return existing
-            final = self.dir / chain.hex
-            short = self._free_short(chain)
-            size = self.blobs.size(diff_id)
-            u = UnpackedLayer(chain, DiffID(diff_id), None, size, short, final / "diff")
-            meta = stage / LAYER_JSON
-            meta.write_bytes(u.to_json())
-            with open(meta, "rb") as f:
-                os.fsync(f.fileno())
-            self._link(short, chain)
-            if final.exists():
-                self._discard(final)
-            os.rename(stage, final)
-            fsync_dir(self.dir)
-            return u
+            return self._install(stage, chain, DiffID(diff_id), None, self.blobs.size(diff_id))
 
     def _link(self, short: str, chain: ChainID) -> None:
         link = self.links / short
