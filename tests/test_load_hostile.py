@@ -287,6 +287,18 @@ def _history_mismatch(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", files)
 
 
+def _outer_dotdot(tmp: Path) -> Path:
+    files = image_files([ok_layer()])
+    files["../../escape.txt"] = b"x"
+    return write_tar(tmp / "a.tar", files)
+
+
+def _outer_absolute(tmp: Path) -> Path:
+    files = image_files([ok_layer()])
+    files["/tmp/escape.txt"] = b"x"
+    return write_tar(tmp / "a.tar", files)
+
+
 def _no_image(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", {"hello.txt": b"hi"})
 
@@ -322,6 +334,8 @@ CASES = {
     "not a tar": (_not_a_tar, "not a tar archive"),
     "diff_id mismatch": (_diff_id_mismatch, "diff_id mismatch"),
     "no image in it": (_no_image, "not an image archive"),
+    "outer member with ..": (_outer_dotdot, "escape.txt"),
+    "outer absolute member": (_outer_absolute, "escape.txt"),
     "history does not match layers": (_history_mismatch, "non-empty entries"),
     "device in outer archive": (_device_in_archive, "archive"),
 }
