@@ -154,6 +154,12 @@ class Buildah(Tool):
 
     def build(self, ctx: Path, tag: str, no_cache: bool) -> float:
         argv = ["buildah", "bud", "--layers", "--pull=never", "-q", "-t", tag]
+        # Debian's crun refuses hybrid cgroups ("drop all controllers from cgroupv2"); runc
+        # gives the same OCI isolation (namespaces, overlay), chroot is the last resort.
+        if os.path.exists("/usr/sbin/runc"):
+            argv.append("--runtime=/usr/sbin/runc")
+        else:
+            argv.append("--isolation=chroot")
         if no_cache:
             argv.append("--no-cache")
         return self._timed([*argv, str(ctx)])
@@ -218,12 +224,19 @@ def main() -> int:
                 missing.append(f"{peer.name} (not installed or no daemon)")
 
         rows = []
+        peer_names = [t.name for t in tools[1:]]
         for w in args.workloads:
             ctx = work / f"ctx-{w}"
             make_context(ctx, w, args.scale)
             times: dict[tuple[str, str], list[float]] = {}
-            for t in tools:  # warm each tool's cache once (not measured)
-                t.build(ctx, f"bench-{w}", no_cache=False)
+            for t in list(tools):  # warm each tool's cache once (not measured)
+                try:
+                    t.build(ctx, f"bench-{w}", no_cache=False)
+                except RuntimeError as e:
+                    if t.name == "pybuild":
+                        raise
+                    tools.remove(t)
+                    missing.append(f"{t.name} (failed on workload {w}: {str(e)[-200:]})")
             edit = 0
             for _ in range(args.runs):
                 for t in tools:  # alternate the tools within each round
@@ -240,12 +253,15 @@ def main() -> int:
                 row = [w, scenario]
                 base = statistics.median(times[("pybuild", scenario)])
                 row.append(f"{base:.3f}")
-                for t in tools[1:]:
-                    peer = statistics.median(times[(t.name, scenario)])
-                    row.append(f"{peer:.3f} (x{peer / base:.2f})")
+                for name in peer_names:
+                    if (name, scenario) in times:
+                        peer = statistics.median(times[(name, scenario)])
+                        row.append(f"{peer:.3f} (x{peer / base:.2f})")
+                    else:
+                        row.append("-")
                 rows.append(row)
         headers = ["workload", "scenario", "pybuild s"] + [
-            f"{t.name} s (peer/pybuild)" for t in tools[1:]
+            f"{n} s (peer/pybuild)" for n in peer_names
         ]
         widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
         for r in [headers, *rows]:
