@@ -14,8 +14,10 @@ truncated file is caught by whoever reads it fully. `read_bytes` is the small-ob
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -25,6 +27,20 @@ from cache.errors import BlobNotFound, DigestMismatch
 from cache.staging import crash_point, fsync_dir, space_error, staging_name
 
 BLOB_MODE = 0o444
+
+
+def _open_blob_fd(path: Path, digest: Digest) -> int:
+    """Open a blob file for reading; a symlink or anything but a regular file is damage."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DigestMismatch(f"blob {digest} is a symlink, not content") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DigestMismatch(f"blob {digest} is not a regular file")
+    return fd
 
 
 class VerifyingReader(io.RawIOBase):
@@ -39,7 +55,7 @@ class VerifyingReader(io.RawIOBase):
         self.digest = digest
         self.path = path
         try:
-            self._f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed in close()
+            self._f = open(_open_blob_fd(path, digest), "rb", buffering=0)  # noqa: SIM115
         except FileNotFoundError:
             raise BlobNotFound(f"blob {digest} is missing from the store") from None
         self.size = os.fstat(self._f.fileno()).st_size
@@ -97,7 +113,10 @@ class BlobStore:
         return self.dir / Digest(digest).hex
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_file()
+        try:
+            return stat.S_ISREG(os.lstat(self.path(digest)).st_mode)
+        except FileNotFoundError:
+            return False
 
     def size(self, digest: str) -> int:
         try:
@@ -114,7 +133,8 @@ class BlobStore:
         """The whole blob, verified (for small objects: manifests, configs)."""
         d = Digest(digest)
         try:
-            data = self.path(d).read_bytes()
+            with open(_open_blob_fd(self.path(d), d), "rb") as f:
+                data = f.read()
         except FileNotFoundError:
             raise BlobNotFound(f"blob {d} is missing from the store") from None
         got = sha256_bytes(data)
@@ -180,8 +200,9 @@ class BlobStore:
                 os.link(tmp, final)
             except FileExistsError:
                 # Another writer committed the same content first: same bytes, nothing to do.
-                # A file of the wrong size there is damage (a truncated copy): replace it.
-                if final.stat().st_size == tmp.stat().st_size:
+                # Anything else there (a truncated copy, a symlink) is damage: replace it.
+                st = os.lstat(final)
+                if stat.S_ISREG(st.st_mode) and st.st_size == tmp.stat().st_size:
                     return
                 os.replace(tmp, final)
             fsync_dir(self.dir)

@@ -448,3 +448,19 @@ def test_full_disk_is_a_clean_error_and_a_clean_store(small_fs: Path):
     with pytest.raises(PydockError):
         store.unpacked_lowers([other.diff_id, info.diff_id, other.diff_id])
     assert snapshot(store.root) == before
+
+
+def test_symlinked_blob_is_not_followed(store: Store, tmp_path: Path):
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host file")
+    d = sha256_bytes(b"host file")
+    os.symlink(secret, store.blob_path(d))
+    assert not store.has_blob(d)
+    with pytest.raises(DigestMismatch, match="symlink"):
+        store.read_blob(d)
+    with pytest.raises(DigestMismatch, match="symlink"):
+        store.open_blob(d)
+    # Storing the real content replaces the symlink.
+    store.put_blob(b"host file")
+    assert store.has_blob(d) and store.read_blob(d) == b"host file"
+    assert secret.read_bytes() == b"host file" and not store.blob_path(d).is_symlink()
