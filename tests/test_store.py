@@ -464,3 +464,31 @@ def test_symlinked_blob_is_not_followed(store: Store, tmp_path: Path):
     store.put_blob(b"host file")
     assert store.has_blob(d) and store.read_blob(d) == b"host file"
     assert secret.read_bytes() == b"host file" and not store.blob_path(d).is_symlink()
+
+
+def _churn(root: str, n: int, first) -> None:  # noqa: ANN001
+    store = Store.open(root)
+    for i in range(n):
+        info = store.add_layer(io.BytesIO(make_tar({"churn": os.urandom(64) + bytes([i])})))
+        store.write_image(simple_config(1), [info.diff_id], tags=["churn"])
+        first.set()
+        prune(store)  # removes the image the tag left behind, blobs and all
+
+
+def test_readers_survive_a_concurrent_prune(store: Store, store_root: Path):
+    ctx = multiprocessing.get_context("fork")
+    first = ctx.Event()
+    p = ctx.Process(target=_churn, args=(str(store_root), 20, first))
+    p.start()
+    assert first.wait(60)
+    reads = 0
+    while p.is_alive():
+        reader = Store(store_root)  # no cache of parsed blobs: every read goes to disk
+        assert [img.tags for img in reader.list_images()] in (
+            [("churn:latest",)],
+            [(), ("churn:latest",)],
+        )
+        assert reader.get_image("churn").tags == ("churn:latest",)
+        reads += 1
+    p.join(60)
+    assert p.exitcode == 0 and reads > 0
