@@ -345,7 +345,9 @@ class Solver(MetadataSteps, RunSteps):
             image = self.store.write_image(image_config, final.diff_ids, tags=self.opts.tags)
         self.result.image = image
         self.result.image_id = str(image.image_id)
-        self.result.tags = list(image.tags) if self.opts.tags else []
+        from cache.refs import parse_reference
+
+        self.result.tags = [str(parse_reference(t)) for t in self.opts.tags]
 
     # ---- stages ---------------------------------------------------------------------------
     def _base_state(self, stage: Stage) -> BuildState:

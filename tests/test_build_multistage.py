@@ -94,3 +94,16 @@ def test_failing_stage_stops_the_build(busybox_store, tmp_path):
         build_ctx(busybox_store, ctx, tags=["p"])
     assert (busybox_store.root / "index.json").read_bytes() == index
     assert list((busybox_store.root / "tmp").iterdir()) == []
+
+
+def test_examples_multistage_builds(busybox_store, tmp_path):
+    import shutil
+    from pathlib import Path
+
+    ctx = tmp_path / "multi"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "examples" / "multistage", ctx)
+    res = build_ctx(busybox_store, ctx, tags=["multi"])
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/app/sorted.txt") == "apple\nfig\npear\n"
+    assert view.read_text("/app/stamp.txt") == "stamp: dev\n"
+    assert not any(s.name.startswith("[test") for s in res.steps)
