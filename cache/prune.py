@@ -41,6 +41,11 @@ class ContainerRef:
     running: bool
     volumes: list[str]
     dir: Path
+    name: str = ""
+    status: str = ""
+    created: float = 0.0
+    command: str = ""
+    image_name: str = ""
 
 
 @dataclass
@@ -107,6 +112,15 @@ def containers(root: Path) -> list[ContainerRef]:
                 str(status).lower() in ("running", "paused", "restarting"),
                 vols,
                 cdir / name,
+                str(cfg.get("Name", "")).lstrip("/"),
+                str(status),
+                float(cfg.get("Created") or 0)
+                if isinstance(cfg.get("Created"), int | float)
+                else 0.0,
+                " ".join(
+                    [str(cfg.get("Path", ""))] + [str(a) for a in cfg.get("Args") or []]
+                ).strip(),
+                str(cfg.get("ImageName", "")),
             )
         )
     return out
@@ -319,3 +333,69 @@ def _drop_dangling_links(root: Path) -> None:
             if p.is_symlink() and not p.exists():
                 with contextlib.suppress(OSError):
                     p.unlink()
+
+
+# --- system df -v -------------------------------------------------------------------------------
+
+
+@dataclass
+class ImageUsage:
+    """One image of `system df -v`: its size split into layers shared with other images and
+    layers only it has, and how many containers use it."""
+
+    image: Any
+    size: int
+    shared: int
+    unique: int
+    containers: int
+
+
+@dataclass
+class VolumeUsage:
+    name: str
+    links: int
+    size: int
+
+
+@dataclass
+class Usage:
+    images: list[ImageUsage]
+    containers: list[tuple[ContainerRef, int]]  # (container, size of its upper dir)
+    volumes: list[VolumeUsage]
+    build_cache: int
+
+
+def disk_usage_verbose(store: Any) -> Usage:
+    """The detail behind `system df`: per image, per container, per volume."""
+    root = Path(store.root)
+    images = store.list_images()
+    ctrs = containers(root)
+    users: dict[str, int] = {}
+    for c in ctrs:
+        users[c.image_id] = users.get(c.image_id, 0) + 1
+    holders: dict[str, int] = {}
+    for img in images:
+        for d in set(img.diff_ids):
+            holders[str(d)] = holders.get(str(d), 0) + 1
+    out_images = []
+    for img in images:
+        sizes = dict(zip([str(d) for d in img.diff_ids], img.layer_sizes, strict=False))
+        shared = sum(s for d, s in sizes.items() if holders.get(d, 0) > 1)
+        total = sum(sizes.values())
+        out_images.append(
+            ImageUsage(img, total, shared, total - shared, users.get(str(img.image_id), 0))
+        )
+    vroot = root / "volumes"
+    vols = []
+    with contextlib.suppress(FileNotFoundError):
+        for n in sorted(os.listdir(vroot)):
+            if (vroot / n).is_dir():
+                links = sum(1 for c in ctrs if n in c.volumes)
+                vols.append(VolumeUsage(n, links, tree_size(vroot / n)))
+    rows = {r.kind: r for r in disk_usage(store)}
+    return Usage(
+        out_images,
+        [(c, tree_size(c.dir / "upper")) for c in ctrs],
+        vols,
+        rows["Build Cache"].size,
+    )

@@ -298,8 +298,11 @@ def cmd_history(args: argparse.Namespace) -> int:
             ident = r.image if (r.image == MISSING or not trunc) else short_id(r.image)
             _write(ident + "\n")
         return 0
+    human = str(args.human).lstrip("=").lower() not in ("false", "0", "no")
+    size_of = _human if human else str
+    when = _since if human else _rfc3339
     if args.format:
-        objs = [history_json(r, _human, _since, trunc=trunc) for r in rows]
+        objs = [history_json(r, size_of, when, trunc=trunc) for r in rows]
         _print_formatted(args.format, objs)
         return 0
     from frontend.render import print_table
@@ -312,9 +315,21 @@ def cmd_history(args: argparse.Namespace) -> int:
             if len(by) > 45:
                 by = by[:44] + "…"
         ident = r.image if (r.image == MISSING or not trunc) else short_id(r.image)
-        table.append([ident, _since(r.created), by, _human(r.size), r.comment])
-    print_table(["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], table)
+        table.append([ident, when(r.created), by, size_of(r.size), r.comment])
+    headers = ["IMAGE", "CREATED" if human else "CREATED AT", "CREATED BY", "SIZE", "COMMENT"]
+    print_table(headers, table)
     return 0
+
+
+def _rfc3339(created: str) -> str:
+    from cache.imageview import parse_created
+
+    ts = parse_created(created)
+    if ts is None:
+        return ""
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ts)))
 
 
 # --- inspect ------------------------------------------------------------------------------------
@@ -522,9 +537,59 @@ def cmd_load(args: argparse.Namespace) -> int:
 # --- system -------------------------------------------------------------------------------------
 
 
+def _system_df_verbose(store: Any) -> int:
+    from cache.imageview import image_rows, short_id
+    from cache.prune import disk_usage_verbose
+    from frontend.render import print_table
+
+    usage = disk_usage_verbose(store)
+    by_id = {str(u.image.image_id): u for u in usage.images}
+    _write("Images space usage:\n\n")
+    table = []
+    for r in image_rows(store, [u.image for u in usage.images]):
+        u = by_id[str(r.image_id)]
+        table.append(
+            [r.repository, r.tag, short_id(r.image_id), _since(r.created), _human(u.size),
+             _human(u.shared), _human(u.unique), str(u.containers)]
+        )  # fmt: skip
+    print_table(
+        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE",
+         "CONTAINERS"],
+        table,
+    )  # fmt: skip
+    _write("\nContainers space usage:\n\n")
+    import time
+
+    from frontend.render import human_duration
+
+    table = []
+    for c, size in usage.containers:
+        cmd = c.command if len(c.command) <= 20 else c.command[:19] + "…"
+        created = human_duration(time.time() - c.created) + " ago" if c.created else ""
+        image = c.image_name or short_id(c.image_id)
+        table.append(
+            [c.id[:12], image, json.dumps(cmd), str(len(c.volumes)), _human(size), created,
+             c.status, c.name]
+        )  # fmt: skip
+    print_table(
+        ["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS",
+         "NAMES"],
+        table,
+    )  # fmt: skip
+    _write("\nLocal Volumes space usage:\n\n")
+    print_table(
+        ["VOLUME NAME", "LINKS", "SIZE"],
+        [[v.name, str(v.links), _human(v.size)] for v in usage.volumes],
+    )
+    _write(f"\nBuild cache usage: {_human(usage.build_cache)}\n")
+    return 0
+
+
 def cmd_system_df(args: argparse.Namespace) -> int:
     from cache.prune import disk_usage
 
+    if args.verbose and not args.format:
+        return _system_df_verbose(_store(args))
     rows = disk_usage(_store(args))
     if args.format:
         objs = [
@@ -622,7 +687,9 @@ def _add_history(sub: Any) -> None:
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("-q", "--quiet", action="store_true", help="only show image IDs")
     p.add_argument("--format", help="json, table, or a Go template")
-    p.add_argument("-H", "--human", default=True, help="accepted for compatibility")
+    p.add_argument(
+        "-H", "--human", default="true", metavar="BOOL", help="human-readable sizes and dates"
+    )
     p.set_defaults(func=cmd_history)
 
 
@@ -709,7 +776,7 @@ def _add_system_group(subparsers: Any) -> None:
         dest="system_command", metavar="COMMAND", parser_class=type(system)
     )
     df = ssub.add_parser("df", help="show disk usage")
-    df.add_argument("-v", "--verbose", action="store_true", help="accepted for compatibility")
+    df.add_argument("-v", "--verbose", action="store_true", help="show detailed information")
     df.add_argument("--format", help="json, table, or a Go template")
     df.set_defaults(func=cmd_system_df)
     _add_prune(ssub, "prune")

@@ -265,6 +265,10 @@ def test_system_df_and_prune(busybox_store):
     )
     # what this (live) process added is leased, a GC root for other processes: let it go
     busybox_store.release_lease()
+    verbose = ok(root, "system", "df", "-v")
+    assert "Images space usage:" in verbose and "Build cache usage:" in verbose
+    line = [ln for ln in verbose.splitlines() if ln.startswith("busybox")][0]
+    assert line.split()[-1] == "0"  # no container uses it
     rows = {r.kind: r for r in disk_usage(busybox_store)}
     assert rows["Images"].total == 2 and rows["Build Cache"].total == 2
     p = pydock(root, "system", "prune", stdin="n\n")
