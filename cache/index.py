@@ -105,6 +105,21 @@ def _descriptors(e: Entry) -> list[dict]:
     return [d, alias]
 
 
+def _normalised(entries: list[Entry]) -> Index:
+    """Drop duplicate descriptors and untagged ones of images that have a tag; keep one
+    untagged descriptor for an image that has none."""
+    tagged = {e.manifest_digest for e in entries if e.tag is not None}
+    out: list[Entry] = []
+    seen: set[tuple[str, str | None]] = set()
+    for e in entries:
+        key = (e.manifest_digest, e.tag)
+        if key in seen or (e.tag is None and e.manifest_digest in tagged):
+            continue
+        seen.add(key)
+        out.append(e)
+    return Index(tuple(out))
+
+
 @dataclass(frozen=True)
 class Index:
     """An immutable view of index.json; the mutators return a new Index."""
@@ -130,13 +145,11 @@ class Index:
             size = desc.get("size")
             if not isinstance(size, int) or size < 0:
                 raise CorruptIndex(f"{where}: manifests[{i}] has no valid size")
-            if desc.get("mediaType", MEDIA_MANIFEST) != MEDIA_MANIFEST:
-                # Nested indexes and artifacts are kept (the spec says tolerate them) but they
-                # are not images of this store.
-                pass
+            # Nested indexes and artifacts are kept as they are (the spec says to tolerate
+            # them); `image_entries` leaves them out.
             entries.append(Entry(Digest(desc["digest"]), size, _tag_of(desc), dict(desc)))
         # The alias descriptors written for ":latest" tags parse to the same tag: fold them.
-        return cls()._normalised(entries)
+        return _normalised(entries)
 
     @classmethod
     def load(cls, path: Path) -> Index:
@@ -194,25 +207,11 @@ class Index:
         return None
 
     # ---- changing (each returns a new Index) -------------------------------------------
-    def _normalised(self, entries: list[Entry]) -> Index:
-        """Drop duplicate descriptors and untagged ones of images that have a tag; keep one
-        untagged descriptor for an image that has none."""
-        tagged = {e.manifest_digest for e in entries if e.tag is not None}
-        out: list[Entry] = []
-        seen: set[tuple[str, str | None]] = set()
-        for e in entries:
-            key = (e.manifest_digest, e.tag)
-            if key in seen or (e.tag is None and e.manifest_digest in tagged):
-                continue
-            seen.add(key)
-            out.append(e)
-        return Index(tuple(out))
-
     def add_image(self, manifest: Digest, size: int) -> Index:
         """Keep an image (untagged unless it already has tags)."""
         if self.has_manifest(manifest):
             return self
-        return self._normalised([*self.entries, Entry(manifest, size)])
+        return _normalised([*self.entries, Entry(manifest, size)])
 
     def set_tag(self, ref: Reference | str, manifest: Digest, size: int) -> Index:
         """Point `ref` at `manifest`; an image losing its last tag stays, untagged."""
@@ -227,7 +226,7 @@ class Index:
             else:
                 entries.append(e)
         entries.append(Entry(manifest, size, tag))
-        return self._normalised(entries)
+        return _normalised(entries)
 
     def remove_tag(self, ref: Reference | str) -> Index:
         tag = ref.familiar if isinstance(ref, Reference) else parse_reference(ref).familiar
@@ -235,7 +234,7 @@ class Index:
             Entry(e.manifest_digest, e.manifest_size, None, e.extra) if e.tag == tag else e
             for e in self.entries
         ]
-        return self._normalised(entries)
+        return _normalised(entries)
 
     def remove_manifest(self, manifest: str) -> Index:
         return Index(tuple(e for e in self.entries if e.manifest_digest != manifest))
