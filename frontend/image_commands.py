@@ -133,9 +133,10 @@ def _filters(values: list[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for v in values or []:
         key, eq, value = v.partition("=")
-        if not eq or key not in ("dangling", "reference"):
+        if not eq or key not in ("dangling", "reference", "label", "before", "since"):
             raise CommandError(
-                f"invalid filter {v!r} (supported: dangling=true|false, reference=PATTERN)"
+                f"invalid filter {v!r} (supported: dangling=true|false, reference=PATTERN, "
+                "label=KEY[=VALUE], before=IMAGE, since=IMAGE)"
             )
         out.setdefault(key, []).append(value)
     return out
@@ -157,6 +158,25 @@ def cmd_images(args: argparse.Namespace) -> int:
         rows = [r for r in rows if (r.tag == "<none>" and r.repository == "<none>") == want]
     for pattern in filters.get("reference", []):
         rows = [r for r in rows if _matches(r, pattern)]
+    labels = {str(i.image_id): (i.config.get("config") or {}).get("Labels") or {} for i in images}
+    for want in filters.get("label", []):
+        key, eq, value = want.partition("=")
+        rows = [
+            r
+            for r in rows
+            if key in labels[str(r.image_id)] and (not eq or labels[str(r.image_id)][key] == value)
+        ]
+    for kind in ("before", "since"):
+        for name in filters.get(kind, []):
+            if store is None:
+                store = _store(args)
+            from cache.imageview import parse_created
+
+            pivot = parse_created(store.get_image(name).created) or 0.0
+            if kind == "before":
+                rows = [r for r in rows if r.sort_key < pivot]
+            else:
+                rows = [r for r in rows if r.sort_key > pivot]
     if args.quiet:
         seen: list[str] = []
         for r in rows:

@@ -98,6 +98,19 @@ def test_images_flags(busybox_store):
         "SIZE",
     ]
     assert ok(root, "images", "-q", "busybox:latest") == f"{image.short_id}\n"
+    # filters
+    cfg = {k: v for k, v in image.config.items() if k != "rootfs"}
+    cfg["config"] = {"Labels": {"tier": "web"}}
+    cfg["created"] = "2024-05-05T00:00:00Z"
+    newer = busybox_store.write_image(cfg, image.diff_ids, tags=["web:1"])
+    assert ok(root, "images", "-q", "-f", "label=tier=web") == f"{newer.short_id}\n"
+    assert ok(root, "images", "-q", "--filter", "label=tier") == f"{newer.short_id}\n"
+    assert ok(root, "images", "-q", "-f", "since=busybox") == f"{newer.short_id}\n"
+    assert ok(root, "images", "-q", "-f", "before=web:1") == f"{image.short_id}\n"
+    assert ok(root, "images", "-q", "-f", "dangling=true") == ""
+    assert ok(root, "images", "-q", "-f", "reference=bus*") == f"{image.short_id}\n"
+    p = pydock(root, "images", "-f", "colour=blue")
+    assert p.returncode == 1 and "invalid filter" in p.stderr
 
 
 def test_tag_and_rmi_untag_versus_delete(busybox_store):
