@@ -55,6 +55,7 @@ class CopySource:
     mode: int = 0o644
     mtime: int | None = None
     keep_owner: bool = False
+    subdir: str = ""  # --parents: a folder's contents go to DEST/<subdir>, not DEST
 
 
 def dest_path(dest: str, workdir: str) -> str:
@@ -202,14 +203,15 @@ def copy_sources(
     for src in sources:
         default_owner = chown if chown is not None else (0, 0)
         if src.kind == "dir":
-            builder.ensure_dir(base, chown)
-            if src.st is not None and base and builder.view is not None:
-                if not builder.view.is_dir(base):
+            dbase = "/".join(p for p in (base, src.subdir) if p)
+            builder.ensure_dir(dbase, chown)
+            if src.st is not None and dbase and builder.view is not None:
+                if not builder.view.is_dir(dbase):
                     uid, gid = _owner(src.st, src.keep_owner, chown)
                     mode = chmod if chmod is not None else stat.S_IMODE(src.st.st_mode)
-                    builder.set_dir_attrs(base, mode, uid, gid, src.st.st_mtime_ns)
+                    builder.set_dir_attrs(dbase, mode, uid, gid, src.st.st_mtime_ns)
             for rel, host, st in src.entries:
-                target = f"{base}/{rel}" if base else rel
+                target = f"{dbase}/{rel}" if dbase else rel
                 owner = _owner(st, src.keep_owner, chown)
                 if stat.S_ISDIR(st.st_mode):
                     mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)

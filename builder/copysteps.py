@@ -41,7 +41,7 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
     from builder.steps import BuildError, commit_dir
 
     fname = solver.opts.dockerfile_name
-    flags = solver._flags(ctx, node, expand=("from", "chown", "chmod", "checksum"))
+    flags = solver._flags(ctx, node, expand=("from", "chown", "chmod", "checksum", "exclude"))
     heredocs = {h.name: h for h in node.heredocs}
     words = []
     for w in node.args:
@@ -57,7 +57,9 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
     chmod = parse_chmod(flags["chmod"][-1]) if "chmod" in flags else None
     link = "link" in flags and flags["link"][-1] != "false"
     checksum = (flags.get("checksum") or [None])[-1]
-    for unsupported in ("parents", "exclude", "keep-git-dir"):
+    parents = "parents" in flags and flags["parents"][-1] != "false"
+    excludes = flags.get("exclude", [])
+    for unsupported in ("keep-git-dir",):
         if unsupported in flags:
             raise BuildError(f"{fname}:{node.start_line}: {what} --{unsupported} is not supported")
     if what == "COPY" and any(_URL_RE.match(s) for s in srcs):
@@ -129,6 +131,12 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
         f"{' '.join(ctx.state.shell)} #(nop)  {what} {from_note}{kind_word}:{summary} in {dest} "
     )
 
+    excluder = None
+    if excludes:
+        from builder.dockerignore import parse_ignore
+
+        excluder = parse_ignore("\n".join(excludes), source="--exclude")
+
     def execute(num: int, name: str) -> str | None:
         view = solver.view_of(diff_ids)
         owner = None
@@ -153,7 +161,9 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                         if ak is not None:
                             archives.append((src.path, ak))
                             continue
-                    sources.append(_context_source(solver.context, src))
+                    cs = _context_source(solver.context, src, excluder, parents)
+                    if cs is not None:
+                        sources.append(cs)
                 elif kind == "bytes":
                     name_, data = payload
                     sources.append(CopySource("bytes", name_, data=data, mode=0o644))
@@ -191,12 +201,21 @@ def _expand_body(solver: Any, ctx: Any, body: str) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)", repl, body)
 
 
-def _context_source(context: Any, src: Any) -> CopySource:
+def _context_source(
+    context: Any, src: Any, excluder: Any = None, parents: bool = False
+) -> CopySource | None:
+    """A context source as a CopySource; `excluder` (COPY --exclude rules) drops paths,
+    matched relative to the source folder; `parents` keeps the source's own path under DEST."""
     name = posixpath.basename(src.rel) if src.rel else "."
     if src.is_dir:
         entries = entries_from_context(context.files(src.rel), context.root, src.rel)
-        return CopySource("dir", name, host=src.path, st=src.st, entries=entries)
-    return CopySource("file", name, host=src.path, st=src.st)
+        if excluder is not None:
+            entries = [e for e in entries if not excluder.excluded(e[0])]
+        subdir = src.rel if parents else ""
+        return CopySource("dir", name, host=src.path, st=src.st, entries=entries, subdir=subdir)
+    if excluder is not None and (excluder.excluded(src.rel) or excluder.excluded(name)):
+        return None
+    return CopySource("file", src.rel if parents else name, host=src.path, st=src.st)
 
 
 def _stage_sources(solver: Any, st: Any, src: str, step: str) -> list[CopySource]:

@@ -139,3 +139,18 @@ def test_add_url_with_checksum(busybox_store, tmp_path, http_server):
 def test_add_url_unfetchable(busybox_store, tmp_path, http_server):
     with pytest.raises(CopyError, match="cannot fetch it"):
         _build(busybox_store, tmp_path, f"FROM busybox\nADD {http_server}/missing.txt /x\n")
+
+
+def test_exclude_and_parents(busybox_store, tmp_path):
+    _, view = _build(
+        busybox_store,
+        tmp_path,
+        "FROM busybox\n"
+        "COPY --exclude=sub dir /ex/\n"
+        "COPY --exclude=*.md . /all/\n"
+        "COPY --parents dir/sub/y a.txt /p/\n",
+    )
+    assert view.read_text("/ex/x") == "x\n" and view.lstat("ex/sub") is None
+    assert view.read_text("/all/a.txt") == "a\n" and view.lstat("all/c.md") is None
+    assert view.read_text("/p/dir/sub/y") == "y\n"
+    assert view.read_text("/p/a.txt") == "a\n"
