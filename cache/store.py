@@ -551,6 +551,11 @@ class Store:
                     continue
                 if u is None or not (d / "diff").is_dir():
                     problems.append(f"layers/{name}: incomplete (no layer.json or diff/)")
+                elif (
+                    u.chain_id.hex != name
+                    or chain_ids([*self._parent_diff_ids(u.parent), u.diff_id])[-1] != u.chain_id
+                ):
+                    problems.append(f"layers/{name}: layer.json names another chain")
                 elif os.readlink(self.links_dir / u.short) != f"../layers/{name}/diff":
                     problems.append(f"layers/{name}: short link l/{u.short} is wrong")
         with contextlib.suppress(FileNotFoundError):
@@ -558,6 +563,20 @@ class Store:
                 if not (self.links_dir / name).is_dir():
                     problems.append(f"l/{name}: leads nowhere")
         return problems
+
+    def _parent_diff_ids(self, parent: ChainID | None) -> list[DiffID]:
+        """Diff ids of the chain `parent`, from the layer.json records (oldest first)."""
+        out: list[DiffID] = []
+        seen: set[str] = set()
+        while parent is not None and parent not in seen:
+            seen.add(parent)
+            u = self.layers.unpacked(parent)
+            if u is None:
+                # Parent not unpacked: only a base-layer check is possible; report nothing.
+                return []
+            out.append(u.diff_id)
+            parent = u.parent
+        return out[::-1]
 
     def image_from_manifest(self, manifest_digest: str) -> Image:
         """An image from a stored manifest blob, whether or not the index keeps it."""
