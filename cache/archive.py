@@ -74,10 +74,38 @@ def sniff_compression(head: bytes) -> str | None:
 
 
 class _ZstdReader:
-    """Decompresses zstd through the `zstd` program (Python 3.11 has no zstd module)."""
+    """Decompresses zstd through the `zstd` program (Python 3.11 has no zstd module); a
+    thread feeds the program's stdin so that neither pipe can fill up."""
 
-    what: str
-    _proc: subprocess.Popen
+    def __init__(self, src: Any, what: str) -> None:
+        import threading
+
+        self.what = what
+        try:
+            self._proc = subprocess.Popen(
+                ["zstd", "-d", "-c", "-q"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        except FileNotFoundError:
+            raise ArchiveError(
+                f"{what}: zstd-compressed, but the zstd program is not installed"
+            ) from None
+
+        def feed() -> None:
+            assert self._proc.stdin is not None
+            try:
+                while chunk := src.read(COPY_CHUNK):
+                    self._proc.stdin.write(chunk)
+            except (BrokenPipeError, OSError):
+                pass
+            finally:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
+
+        self._feeder = threading.Thread(target=feed, daemon=True)
+        self._feeder.start()
 
     def read(self, n: int = -1) -> bytes:
         assert self._proc.stdout is not None
@@ -180,7 +208,7 @@ def open_decompressed(src: BinaryIO, what: str) -> tuple[Any, str | None]:
     if kind is None:
         return _Peeked(head, src), None
     if kind == "zstd":
-        return _CheckedReader(_ZstdPipe(_Peeked(head, src), what), kind, what), kind
+        return _CheckedReader(_ZstdReader(_Peeked(head, src), what), kind, what), kind
     peeked = _Peeked(head, src)
     if kind == "gzip":
         inner: Any = gzip.GzipFile(fileobj=peeked, mode="rb")
@@ -189,40 +217,6 @@ def open_decompressed(src: BinaryIO, what: str) -> tuple[Any, str | None]:
     else:
         inner = bz2.BZ2File(peeked, "rb")
     return _CheckedReader(inner, kind, what), kind
-
-
-class _ZstdPipe(_ZstdReader):
-    """zstd over a stream without a file descriptor: a thread feeds the program's stdin."""
-
-    def __init__(self, src: Any, what: str) -> None:
-        import threading
-
-        self.what = what
-        try:
-            self._proc = subprocess.Popen(
-                ["zstd", "-d", "-c", "-q"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            raise ArchiveError(
-                f"{what}: zstd-compressed, but the zstd program is not installed"
-            ) from None
-
-        def feed() -> None:
-            assert self._proc.stdin is not None
-            try:
-                while chunk := src.read(COPY_CHUNK):
-                    self._proc.stdin.write(chunk)
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-
-        self._feeder = threading.Thread(target=feed, daemon=True)
-        self._feeder.start()
 
 
 def copy_hashing(src: Any, dst: BinaryIO, limit: int | None = None) -> tuple[str, int]:
