@@ -424,21 +424,18 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         if not spec.init:
             _become_command(spec, user, env, keep_caps, last_cap, slave, status_w)
-        adj = _read_oom_score_adj()
+        # init=True: this process stays as the init; it drops to the command's user and
+        # capabilities itself (as docker-init runs as the container's user), then spawns
+        # the command with posix_spawn: a vfork-style start that neither copies this
+        # interpreter's memory nor tears it down again in the child.
+        slave_path = None if slave is None else os.readlink(syscalls.fd_path(slave))
+        _drop_privileges(spec, user, keep_caps, last_cap)
+        syscalls.close_fds_except({status_w, result_w})
+        os.chdir(spec.cwd)
         forwarder = SignalForwarder()
-        with contextlib.suppress(OSError):  # the OOM killer should pick the command, not us
-            _write_file("/proc/self/oom_score_adj", "-999")
-        child = os.fork()
-        if child == 0:
-            SignalForwarder.reset_in_child()
-            with contextlib.suppress(OSError):
-                _write_file("/proc/self/oom_score_adj", adj)
-            _become_command(spec, user, env, keep_caps, last_cap, slave, status_w)
+        child = _spawn_command(spec, env, slave_path, status_w)
         forwarder.set_child(child)
         os.close(status_w)
-        if slave is not None:
-            os.close(slave)
-        syscalls.close_fds_except({result_w})
         code = reap_until(child, lambda raw: _send(result_w, f"I{raw}"))
         os._exit(code)
     except BaseException as e:
@@ -446,24 +443,29 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
         os._exit(125)
 
 
+def _drop_privileges(spec, user, keep_caps: int, last_cap: int) -> None:
+    """Become the command's user with Docker's process profile (what stays after exec)."""
+    os.umask(0o022)  # Docker's; the caller's own umask is not the container's business
+    caps.drop_bounding(keep_caps, last_cap)
+    if spec.seccomp and not spec.privileged:
+        seccomp.install()  # while CAP_SYS_ADMIN is still ours: no no_new_privs needed
+    os.setgroups(user.groups)
+    os.setgid(user.gid)
+    os.setuid(user.uid)
+    caps.apply_process_caps(keep_caps, user.uid)
+    if spec.no_new_privs:
+        syscalls.set_no_new_privs()
+
+
 def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> None:
     """Drop privileges and exec the command (this process becomes it). Never returns."""
     try:
         reset_signals()
-        os.umask(0o022)  # Docker's; the caller's own umask is not the container's business
         if os.getsid(0) != os.getpid():  # (PID 1 without init already leads a session)
             os.setsid()
         if slave is not None:
             ptys.make_controlling(slave)
-        caps.drop_bounding(keep_caps, last_cap)
-        if spec.seccomp and not spec.privileged:
-            seccomp.install()  # while CAP_SYS_ADMIN is still ours: no no_new_privs needed
-        os.setgroups(user.groups)
-        os.setgid(user.gid)
-        os.setuid(user.uid)
-        caps.apply_process_caps(keep_caps, user.uid)
-        if spec.no_new_privs:
-            syscalls.set_no_new_privs()
+        _drop_privileges(spec, user, keep_caps, last_cap)
         syscalls.close_fds_except({status_w})
         os.chdir(spec.cwd)
     except BaseException as e:
@@ -473,17 +475,72 @@ def _become_command(spec, user, env, keep_caps, last_cap, slave, status_w) -> No
     try:
         os.execvpe(argv[0], argv, env)
     except OSError as e:
-        if e.errno == errno.ENOENT and "/" not in argv[0]:
-            code, msg = 127, f'exec: "{argv[0]}": executable file not found in $PATH'
-        elif e.errno == errno.ENOENT:
-            code, msg = 127, f'exec: "{argv[0]}": stat {argv[0]}: no such file or directory'
-        else:
-            code, msg = 126, f'exec: "{argv[0]}": {e.strerror.lower()}'
-        _send(status_w, f"X{code} {msg}")
-        os._exit(code)
+        _exec_failed(status_w, argv[0], e)
     except BaseException as e:
         _send(status_w, f"X126 exec {argv[0]}: {e}")
         os._exit(126)
+
+
+def _exec_failed(status_w: int, cmd: str, e: OSError) -> None:
+    """Report an exec failure the way Docker words it, and exit 127 or 126."""
+    if e.errno == errno.ENOENT and "/" not in cmd:
+        code, msg = 127, f'exec: "{cmd}": executable file not found in $PATH'
+    elif e.errno == errno.ENOENT:
+        code, msg = 127, f'exec: "{cmd}": stat {cmd}: no such file or directory'
+    else:
+        code, msg = 126, f'exec: "{cmd}": {(e.strerror or str(e)).lower()}'
+    _send(status_w, f"X{code} {msg}")
+    os._exit(code)
+
+
+def _find_executable(cmd: str, path: str) -> str:
+    """`cmd` looked up in `path` as execvp does (the first executable regular file; EACCES
+    if only non-executable ones exist)."""
+    if "/" in cmd:
+        return cmd
+    denied = False
+    for d in path.split(":"):
+        candidate = os.path.join(d or ".", cmd)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+        denied = True
+    if denied:
+        raise PermissionError(errno.EACCES, "Permission denied")
+    raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+
+
+def _spawn_command(spec, env: dict[str, str], slave_path: str | None, status_w: int) -> int:
+    """posix_spawn the command as a new session with default signals; with a tty, the pty's
+    slave is opened after setsid, which makes it the controlling terminal."""
+    argv = list(spec.argv)
+    actions = []
+    if slave_path is not None:
+        actions = [
+            (os.POSIX_SPAWN_OPEN, 0, slave_path, os.O_RDWR, 0),
+            (os.POSIX_SPAWN_DUP2, 0, 1),
+            (os.POSIX_SPAWN_DUP2, 0, 2),
+        ]
+    try:
+        path = _find_executable(argv[0], env.get("PATH", ""))
+        return os.posix_spawn(
+            path,
+            argv,
+            env,
+            file_actions=actions,
+            setsid=True,
+            setsigdef=[s for s in signal.valid_signals() if s not in _UNCATCHABLE],
+            setsigmask=[],
+        )
+    except OSError as e:
+        _exec_failed(status_w, argv[0], e)
+        raise  # not reached
+
+
+_UNCATCHABLE = (signal.SIGKILL, signal.SIGSTOP)
 
 
 def _environment(env: list[str], user: users.ExecUser) -> dict[str, str]:
@@ -508,14 +565,6 @@ def _make_cwd(cwd: str) -> None:
         return
     if not stat.S_ISDIR(st.st_mode):
         raise ExecutorError(f"the working directory {cwd} is not a directory")
-
-
-def _read_oom_score_adj() -> str:
-    try:
-        with open("/proc/self/oom_score_adj") as f:
-            return f.read().strip()
-    except OSError:
-        return "0"
 
 
 def _write_file(path: str, text: str) -> None:
