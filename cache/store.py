@@ -103,6 +103,13 @@ _HEX_PREFIX_RE = re.compile(r"[a-f0-9]{1,64}")
 T = TypeVar("T")
 
 
+def _readlink(path: Path) -> str | None:
+    try:
+        return os.readlink(path)
+    except (FileNotFoundError, OSError):
+        return None
+
+
 class Store:
     """A store rooted at `root`. Use `Store.open(root)` to create the layout if needed."""
 
@@ -551,29 +558,32 @@ class Store:
                     continue
                 if u is None or not (d / "diff").is_dir():
                     problems.append(f"layers/{name}: incomplete (no layer.json or diff/)")
-                elif (
-                    u.chain_id.hex != name
-                    or chain_ids([*self._parent_diff_ids(u.parent), u.diff_id])[-1] != u.chain_id
-                ):
+                elif u.chain_id.hex != name:
                     problems.append(f"layers/{name}: layer.json names another chain")
-                elif os.readlink(self.links_dir / u.short) != f"../layers/{name}/diff":
-                    problems.append(f"layers/{name}: short link l/{u.short} is wrong")
+                elif (below := self._parent_diff_ids(u.parent)) is not None and (
+                    chain_ids([*below, u.diff_id])[-1] != u.chain_id
+                ):
+                    problems.append(f"layers/{name}: chain id does not match its layers")
+                elif _readlink(self.links_dir / u.short) != f"../layers/{name}/diff":
+                    problems.append(f"layers/{name}: short link l/{u.short} is missing or wrong")
         with contextlib.suppress(FileNotFoundError):
             for name in sorted(os.listdir(self.links_dir)):
                 if not (self.links_dir / name).is_dir():
                     problems.append(f"l/{name}: leads nowhere")
         return problems
 
-    def _parent_diff_ids(self, parent: ChainID | None) -> list[DiffID]:
-        """Diff ids of the chain `parent`, from the layer.json records (oldest first)."""
+    def _parent_diff_ids(self, parent: ChainID | None) -> list[DiffID] | None:
+        """Diff ids of the chain `parent` from the layer.json records (oldest first), or None
+        when some layer of it is not unpacked (then the chain cannot be checked)."""
         out: list[DiffID] = []
         seen: set[str] = set()
-        while parent is not None and parent not in seen:
+        while parent is not None:
+            if parent in seen:
+                return None
             seen.add(parent)
             u = self.layers.unpacked(parent)
             if u is None:
-                # Parent not unpacked: only a base-layer check is possible; report nothing.
-                return []
+                return None
             out.append(u.diff_id)
             parent = u.parent
         return out[::-1]
