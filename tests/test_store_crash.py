@@ -6,6 +6,8 @@ The writer runs in a subprocess with $PYDOCK_CRASH_AT naming the point where it 
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import subprocess
 import sys
@@ -83,3 +85,19 @@ def test_verify_reports_damage(busybox_store: Store):
     problems = busybox_store.verify()
     assert any("corrupt" in p for p in problems)
     assert any("DANGLINGLINK" in p for p in problems)
+
+
+def test_verify_reports_broken_layer_records(store: Store):
+    from store_helpers import make_tar
+
+    ids = [store.add_layer(io.BytesIO(make_tar({f"f{i}": b"x"}))).diff_id for i in range(3)]
+    layers = store.unpacked_layers(ids)
+    assert store.verify() == []
+    os.unlink(store.root / "l" / layers[0].short)
+    record = store.root / "layers" / layers[2].chain_id.hex / "layer.json"
+    meta = json.loads(record.read_bytes())
+    meta["diff_id"] = ids[0]
+    record.write_text(json.dumps(meta))
+    problems = store.verify()
+    assert any("short link" in p and layers[0].chain_id.hex in p for p in problems)
+    assert any("does not match" in p and layers[2].chain_id.hex in p for p in problems)
