@@ -376,6 +376,13 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
         rootfs.make_private()
         merged = os.fspath(spec.merged)
         overlay.mount_overlay(list(spec.lowers), spec.upper, spec.work, merged)
+        # The user is resolved before /proc, /sys and /dev exist in the root, so the image's
+        # /etc/passwd cannot be a symlink to a kernel file (/proc/kmsg would block us).
+        root_fd = os.open(merged, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            user = users.resolve_user(spec.user, root_fd=root_fd)
+        finally:
+            os.close(root_fd)
         builder = rootfs.RootBuilder(
             rootfs.RootPlan(
                 merged=merged,
@@ -402,7 +409,6 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
         syscalls.sethostname(spec.hostname)
         if spec.network == "none":
             syscalls.interface_up("lo")
-        user = users.resolve_user(spec.user)
         env = _environment(spec.env, user)
         _make_cwd(spec.cwd)
         for key, (soft, hard) in spec.ulimits.items():

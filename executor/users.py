@@ -1,8 +1,8 @@
 """User and group resolution from the image's own /etc/passwd and /etc/group.
 
-Never NSS or the host's `pwd`/`grp` (CVE-2019-14271): the files are read as text, from
-inside the container's root (after the pivot), and treated as hostile: only regular files,
-bounded in size, and malformed lines are skipped.
+Never NSS or the host's `pwd`/`grp` (CVE-2019-14271): the files are read as text, resolved
+inside the container's root before /proc, /sys and /dev are mounted there, and treated as
+hostile: only regular files, bounded in size, and malformed lines are skipped.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import stat
 from dataclasses import dataclass, field
 
+from executor import syscalls
 from executor.spec import ExecutorError
 
 _MAX_FILE = 8 << 20
@@ -27,10 +28,17 @@ class ExecUser:
     name: str = ""
 
 
-def read_table(path: str) -> list[list[str]]:
-    """Colon-separated lines of a passwd/group-style file; [] when absent or not a file."""
+def read_table(path: str, root_fd: int | None = None) -> list[list[str]]:
+    """Colon-separated lines of a passwd/group-style file; [] when absent or not a regular
+    file. With `root_fd`, `path` is resolved inside that root (openat2 RESOLVE_IN_ROOT), so
+    a symlink in the image cannot lead to a host file or to a blocking one like /proc/kmsg."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        if root_fd is None:
+            fd = os.open(path, flags)
+        else:
+            resolve = syscalls.RESOLVE_IN_ROOT | syscalls.RESOLVE_NO_MAGICLINKS
+            fd = syscalls.openat2(root_fd, path.lstrip("/"), flags, resolve=resolve)
     except OSError:
         return []
     try:
@@ -38,6 +46,8 @@ def read_table(path: str) -> list[list[str]]:
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_FILE:
             return []
         data = os.read(fd, _MAX_FILE)
+    except OSError:
+        return []
     finally:
         os.close(fd)
     rows = []
@@ -55,15 +65,15 @@ def _int(text: str) -> int | None:
     return None
 
 
-def resolve_user(spec: str, etc: str = "/etc") -> ExecUser:
+def resolve_user(spec: str, etc: str = "/etc", root_fd: int | None = None) -> ExecUser:
     """Resolve Docker's `--user` forms ("", "name", "uid", "name:group", "uid:gid") against
     `etc`/passwd and `etc`/group, as runc does: a numeric uid need not exist (gid 0, home /),
     a name must; supplementary groups are the groups listing the user by name, plus none when
     an explicit group is given."""
     user_part, _, group_part = (spec or "0").partition(":")
     user_part = user_part or "0"
-    passwd = read_table(f"{etc}/passwd")
-    groups = read_table(f"{etc}/group")
+    passwd = read_table(f"{etc}/passwd", root_fd)
+    groups = read_table(f"{etc}/group", root_fd)
 
     result = ExecUser()
     entry = None

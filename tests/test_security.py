@@ -295,3 +295,13 @@ def test_seccomp_refuses_new_user_namespaces(tmp_path, rootfs):
     assert out.strip() == "userns-made"  # (the filter is what refuses it)
     _, out, _ = sh(tmp_path, rootfs, "grep ^Seccomp: /proc/self/status")
     assert out.split() == ["Seccomp:", "2"]
+
+
+def test_passwd_symlinked_to_a_kernel_file_is_not_read(tmp_path):
+    bad = make_busybox_rootfs(tmp_path / "bad")
+    (bad / "etc/passwd").unlink()
+    os.symlink("/proc/kmsg", bad / "etc/passwd")
+    res, out, _ = sh(tmp_path, bad, "id -u", lowers=[bad], user="1000")
+    assert res.exit_code == 0 and out.strip() == "1000"
+    with pytest.raises(ExecutorError, match="unable to find user alice"):
+        run(spec_for(tmp_path, bad, "true", lowers=[bad], user="alice"))
