@@ -107,10 +107,12 @@ def hold(
     stdin: bool = False,
     ready_fd: int | None = None,
     sig_proxy: bool = True,
+    streams: tuple[str, ...] = ("stdout", "stderr"),
 ) -> int:
     """Run container `c` to its end from this process; returns its exit code (Docker's).
 
-    `attach`: copy output to this process's stdout/stderr too. `stdin`: the container reads
+    `attach`: copy output to this process's stdout/stderr too (only `streams` of them, as
+    `run -a stdout`; the log always gets both). `stdin`: the container reads
     this process's stdin (through the pty with a tty). `ready_fd`: written "ok" (and closed)
     once the container runs, or the error line if it could not start.
     """
@@ -172,7 +174,7 @@ def hold(
         if tty:
             _pump_tty(handle, log, attach=attach, stdin=stdin)
         else:
-            _pump_pipes(out_r, err_r, log, attach=attach)
+            _pump_pipes(out_r, err_r, log, attach=attach, streams=streams)
         result = handle.wait()
     finally:
         log.close()
@@ -208,10 +210,12 @@ def _tell(ready_fd: int | None, error: PydockError | None) -> None:
         os.close(ready_fd)
 
 
-def _pump_pipes(out_r: int, err_r: int, log: LogWriter, *, attach: bool) -> None:
-    streams = {out_r: ("stdout", 1), err_r: ("stderr", 2)}
+def _pump_pipes(
+    out_r: int, err_r: int, log: LogWriter, *, attach: bool, streams: tuple[str, ...]
+) -> None:
+    sinks_ok = {1: attach and "stdout" in streams, 2: attach and "stderr" in streams}
+    sources = {out_r: ("stdout", 1), err_r: ("stderr", 2)}
     open_fds = [out_r, err_r]
-    sinks_ok = {1: attach, 2: attach}
     while open_fds:
         ready, _, _ = select.select(open_fds, [], [])
         for fd in ready:
@@ -223,7 +227,7 @@ def _pump_pipes(out_r: int, err_r: int, log: LogWriter, *, attach: bool) -> None
                 open_fds.remove(fd)
                 os.close(fd)
                 continue
-            name, sink = streams[fd]
+            name, sink = sources[fd]
             log.write(name, data)
             if sinks_ok[sink]:
                 sinks_ok[sink] = _write_all(sink, data)

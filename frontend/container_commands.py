@@ -175,8 +175,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             root,
             c,
             attach=True,
-            stdin=opts.interactive,
+            stdin=opts.interactive or "stdin" in [a.lower() for a in opts.attach],
             sig_proxy=opts.sig_proxy,
+            streams=tuple(a.lower() for a in opts.attach) or ("stdout", "stderr"),
         )
     except PydockError as e:
         raise _as_125(e) from None
@@ -480,22 +481,18 @@ def cmd_ps(args: argparse.Namespace) -> int:
     from frontend.render import print_table
 
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
-    print_table(
-        headers,
-        [
-            [
-                r["ID"],
-                r["Image"],
-                r["Command"],
-                r["RunningFor"],
-                r["Status"],
-                r["Ports"],
-                r["Names"],
-            ]
-            for r in rows
-        ],
-        quiet=True,
-    )
+    table = [
+        [r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
+        for r in rows
+    ]
+    if args.size:
+        from executor.volumes import dir_size
+        from frontend.render import human_size
+
+        headers.append("SIZE")
+        for row, c in zip(table, containers, strict=True):
+            row.append(human_size(dir_size(c.upper)))
+    print_table(headers, table, quiet=True)
     return 0
 
 
@@ -1062,7 +1059,9 @@ def _register_container_commands(sub, prefix: str = "") -> None:  # noqa: ANN001
     p.add_argument("--no-trunc", action="store_true", help="don't truncate output")
     p.add_argument("-f", "--filter", action="append", default=[], help="filter output")
     p.add_argument("--format", default=None, help="format output using a Go template")
-    p.add_argument("-s", "--size", action="store_true", help="(accepted, sizes not shown)")
+    p.add_argument(
+        "-s", "--size", action="store_true", help="show the size of each container's changes"
+    )
 
     p = add("logs", cmd_logs, "Fetch the logs of a container")
     p.add_argument("-f", "--follow", action="store_true", help="follow log output")

@@ -22,6 +22,8 @@ def test_foreground_output_streams_and_exit_code(pyd):
     p = pyd("run", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3")
     assert (p.returncode, p.stdout, p.stderr) == (3, "out\n", "err\n")
     assert pyd.ok("ps", "-aq") == ""  # --rm removed it
+    p = pyd("run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2")
+    assert (p.returncode, p.stdout, p.stderr) == (0, "", "err\n")
 
 
 def test_env_workdir_user_hostname(pyd, tmp_path):
