@@ -62,7 +62,12 @@ class StoreLock:
             raise StoreLocked(f"store is locked by another writer: {self.path}")
         try:
             if self._depth == 0:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                try:
+                    fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                except PermissionError:
+                    raise StoreError(
+                        f"{self.path}: permission denied (changing the store needs root)"
+                    ) from None
                 try:
                     flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
                     fcntl.flock(fd, flags)

@@ -153,10 +153,12 @@ class Store:
         except OSError as e:
             raise StoreError(f"cannot create store at {self.root}: {e.strerror}") from None
         if (self.root / "oci-layout").exists() and self.index_path.exists():
-            if os.listdir(self.tmp_path):
-                # Leftovers of a crashed writer: clean them if no writer is at work right now.
-                with contextlib.suppress(StoreLocked), self.lock(blocking=False):
-                    staging.clean_stale(self.tmp_path)
+            # Leftovers of a crashed writer: clean them if no writer is at work right now (and
+            # if we may: a reader without write access to the store just reads).
+            with contextlib.suppress(StoreLocked, PermissionError):
+                if os.listdir(self.tmp_path):
+                    with self.lock(blocking=False):
+                        staging.clean_stale(self.tmp_path)
             return
         with self.lock():
             if not (self.root / "oci-layout").exists():

@@ -6,9 +6,12 @@ import io
 import json
 import multiprocessing
 import os
+import shutil
 import stat
 import subprocess
+import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -492,3 +495,52 @@ def test_readers_survive_a_concurrent_prune(store: Store, store_root: Path):
         reads += 1
     p.join(60)
     assert p.exitcode == 0 and reads > 0
+
+
+# ---- a user without write access reads, and gets one line when writing -----------------------
+
+
+@pytest.fixture
+def public_dir():
+    d = Path(tempfile.mkdtemp(prefix="pydock-public-"))
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv not installed")
+def test_unprivileged_reader(busybox_root: Path, public_dir: Path):
+    from conftest import copy_store
+
+    store = copy_store(busybox_root, public_dir / "root")
+    (store.tmp_path / "write-999999999-leftover").write_bytes(b"x")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    code = "from cache.store import Store; print(Store.open(sys.argv[1]).get_image('busybox').short_id)"
+    p = subprocess.run(
+        [*as_nobody, sys.executable, "-c", "import sys; " + code, str(store.root)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == store.get_image("busybox").short_id
+    p = subprocess.run(
+        [
+            *as_nobody,
+            sys.executable,
+            "-m",
+            "frontend.pydock",
+            "--root",
+            str(store.root),
+            "tag",
+            "busybox",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "permission denied" in p.stderr
