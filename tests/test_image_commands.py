@@ -4,6 +4,7 @@ df/prune, each run as `.venv/bin/pydock --root <tmp> ...`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -53,6 +54,7 @@ def fake_container(store: Store, image, status: str = "exited") -> str:
     return cid
 
 
+@pytest.mark.skipif(not os.path.isfile("/bin/busybox"), reason="busybox-static is not installed")
 def test_bootstrap_then_images(tmp_path):
     root = tmp_path / "root"
     out = ok(root, "bootstrap", "busybox")
