@@ -299,7 +299,7 @@ def _writer(root: str, who: str, n: int) -> None:
 
 def test_concurrent_writers_keep_every_image(store: Store, store_root: Path):
     ctx = multiprocessing.get_context("fork")
-    n = 15
+    n = 10
     procs = [ctx.Process(target=_writer, args=(str(store_root), who, n)) for who in ("aa", "bb")]
     for p in procs:
         p.start()
@@ -378,7 +378,7 @@ def test_forbidden_xattrs_are_refused_on_ingest(store: Store, store_root: Path, 
 
 def test_readers_never_see_a_half_written_store(store: Store, store_root: Path):
     ctx = multiprocessing.get_context("fork")
-    writer = ctx.Process(target=_writer, args=(str(store_root), "rd", 25))
+    writer = ctx.Process(target=_writer, args=(str(store_root), "rd", 15))
     writer.start()
     seen = 0
     reader = Store(store_root)
@@ -390,7 +390,7 @@ def test_readers_never_see_a_half_written_store(store: Store, store_root: Path):
         seen = max(seen, len(images))
     writer.join(60)
     assert writer.exitcode == 0
-    assert len(reader.list_images()) == 25
+    assert len(reader.list_images()) == 15
 
 
 def _sleep_in_child(q) -> None:  # noqa: ANN001
@@ -481,7 +481,7 @@ def _churn(root: str, n: int, first) -> None:  # noqa: ANN001
 def test_readers_survive_a_concurrent_prune(store: Store, store_root: Path):
     ctx = multiprocessing.get_context("fork")
     first = ctx.Event()
-    p = ctx.Process(target=_churn, args=(str(store_root), 20, first))
+    p = ctx.Process(target=_churn, args=(str(store_root), 10, first))
     p.start()
     assert first.wait(60)
     reads = 0
