@@ -46,7 +46,9 @@ and `io.containerd.image.name` = "docker.io/library/busybox:latest". Untagged im
 kept have one index.json descriptor without those annotations (see cache/index.py).
 
 Readers take no lock: every file is replaced by rename, so they see a whole old or a whole new
-version. Writers of index.json hold the lock around read-modify-replace.
+version. Writers of index.json hold the lock around read-modify-replace. A Store may be used
+from several threads at once (the lock is re-entrant per process and serialises threads too;
+staging names are unique; two threads unpacking one layer agree on one result).
 """
 
 from __future__ import annotations

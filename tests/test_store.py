@@ -544,3 +544,19 @@ def test_unprivileged_reader(busybox_root: Path, public_dir: Path):
     )
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and "permission denied" in p.stderr
+
+
+def test_threads_share_a_store(store: Store, store_root: Path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def work(i: int) -> str:
+        info = store.add_layer(io.BytesIO(make_tar({f"t{i}": b"%d" % i})))
+        store.unpacked_lowers([info.diff_id])
+        return store.write_image(simple_config(1), [info.diff_id], tags=[f"t:{i}"]).image_id
+
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(work, range(12)))
+    assert len(set(ids)) == 12
+    assert {t for img in store.list_images() for t in img.tags} == {f"t:{i}" for i in range(12)}
+    assert store.verify() == []
+    assert os.listdir(store_root / "tmp") == []
