@@ -141,3 +141,30 @@ def test_many_layers_with_deletions_across_them(tmp_path, rootfs):
     assert res.exit_code == 0
     members, _, _ = _layer(tmp_path / "upper")
     assert [m.name for m in members] == ["data", "data/.wh..wh..opq"]
+
+
+def test_renamed_lower_directory_and_metadata_change(tmp_path, rootfs):
+    """redirect_dir and metacopy are off: a renamed lower dir is a whiteout plus a full
+    copy, a chmod of a lower file carries the file's content."""
+    data = _data_layer(tmp_path)
+    res, _, err = sh(
+        tmp_path,
+        rootfs,
+        "mv /data/dir /data/moved && chmod 600 /data/keep.txt && ln /data/keep.txt /data/k2",
+        lowers=[rootfs, data],
+    )
+    assert res.exit_code == 0, err
+    members, blob, _ = _layer(tmp_path / "upper")
+    by = {m.name: m for m in members}
+    assert sorted(by) == [
+        "data",
+        "data/.wh.dir",
+        "data/k2",
+        "data/keep.txt",
+        "data/moved",
+        "data/moved/a",
+    ]
+    # the first name in layer order carries the content, the other links to it
+    assert by["data/k2"].size == len("keep.txt") and by["data/k2"].mode == 0o600
+    assert by["data/keep.txt"].islnk() and by["data/keep.txt"].linkname == "data/k2"
+    assert by["data/moved/a"].size == len("dir/a")
