@@ -139,7 +139,7 @@ class CgroupSet:
         if lim.cpuset is not None:
             _write(os.path.join(self._need("cpuset"), "cpuset.cpus"), lim.cpuset)
         if lim.pids is not None:
-            _write(os.path.join(self._need("pids"), "pids.max"), str(lim.pids))
+            _write(os.path.join(self._need("pids"), "pids.max"), _pids_max(lim.pids))
 
     def _create_v2(self, name: str, parent: str, limits: Limits) -> None:
         base = os.path.join(CGROUP_ROOT, parent)
@@ -181,7 +181,7 @@ class CgroupSet:
         if lim.cpuset is not None:
             put("cpuset", "cpuset.cpus", lim.cpuset)
         if lim.pids is not None:
-            put("pids", "pids.max", str(lim.pids))
+            put("pids", "pids.max", _pids_max(lim.pids))
 
     # --- use ------------------------------------------------------------------------------
 
@@ -296,6 +296,10 @@ def _sweep(base: str) -> None:
                 os.rmdir(entry.path)
         except OSError:
             pass
+
+
+def _pids_max(pids: int) -> str:
+    return str(pids) if pids > 0 else "max"  # Docker: 0 or -1 is unlimited
 
 
 def _cpuset_inherit(path: str) -> None:

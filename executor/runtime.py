@@ -135,11 +135,13 @@ class Container:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._result_r, self._pidfd, self.pty_master = -1, None, None
-        if self.cgroups is not None:
-            self.cgroups.remove()
-        remove_stubs(self.spec.upper, self.stubs, self.copied_up)
-        if self._own_state_dir and self._state_dir:
-            shutil.rmtree(self._state_dir, ignore_errors=True)
+        try:
+            remove_stubs(self.spec.upper, self.stubs, self.copied_up)
+            if self._own_state_dir and self._state_dir:
+                shutil.rmtree(self._state_dir, ignore_errors=True)
+        finally:
+            if self.cgroups is not None:
+                self.cgroups.remove()  # raises only if a process outlived the pid namespace
 
 
 def run(spec: RunSpec) -> RunResult:
@@ -274,8 +276,6 @@ def _check_spec(spec: RunSpec) -> None:
         )
     if lim.cpus is not None and lim.cpus <= 0:
         raise ExecutorError("Range of CPUs is from 0.01 to the number of CPUs available")
-    if lim.pids is not None and lim.pids <= 0:
-        lim.pids = None  # Docker: 0 or -1 means unlimited
 
 
 def _read_status(c: Container, fd: int) -> None:
@@ -416,6 +416,7 @@ def _pid1(spec, c, status_w, result_w, go_r, sock, tty_size) -> None:
         master = slave = None
         if spec.tty:
             master, slave = ptys.open_pty("/dev/ptmx", tty_size)
+            os.fchown(slave, user.uid, -1)  # the command's own terminal, as runc does
             ptys.bind_console(master)
             ptys.send_fd(sock, master)
             os.close(master)

@@ -174,6 +174,20 @@ def test_pty_gives_a_terminal_with_window_size(tmp_path, rootfs):
     ]
 
 
+@pytest.mark.parametrize("init", [True, False])
+def test_pty_for_a_non_root_user(tmp_path, rootfs, init):
+    res, out, err = sh(
+        tmp_path,
+        rootfs,
+        "tty; id -u; ls -ln $(tty) | awk '{print $3}'",
+        tty=True,
+        user="alice",
+        init=init,
+    )
+    assert res.exit_code == 0, err
+    assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "1000", "1000"]
+
+
 def test_umask_is_dockers(tmp_path, rootfs):
     old = os.umask(0o077)
     try:
