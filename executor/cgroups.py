@@ -198,9 +198,17 @@ class CgroupSet:
         mem = self.paths.get("memory")
         if not mem:
             return False
-        if _event_count(mem, "memory.oom_control", "oom_kill") > 0:
-            return True
-        return False
+        try:
+            control = _read(os.path.join(mem, "memory.oom_control"))
+        except OSError:
+            return False
+        if "oom_kill " in control:
+            return _event_count(mem, "memory.oom_control", "oom_kill") > 0
+        # kernels before 4.13 count no kills: the limit was hit (the caller also sees SIGKILL)
+        try:
+            return int(_read(os.path.join(mem, "memory.failcnt"))) > 0
+        except (OSError, ValueError):
+            return False
 
     def pids(self) -> list[int]:
         path = self.paths.get("unified") or self.paths.get("pids") or self.paths.get("freezer")

@@ -448,3 +448,44 @@ def _find_cgroups(name: str) -> list[str]:
     import glob
 
     return glob.glob(f"/sys/fs/cgroup/**/pydock/{name}", recursive=True)
+
+
+def _in_private_mount_ns(fn) -> int:
+    """Run `fn()` in a forked child with its own mount namespace; its exit code (0 = ok)."""
+    from executor import rootfs as rootfs_mod
+    from executor import syscalls
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            rootfs_mod.make_private()
+            os._exit(0 if fn() else 1)
+        except BaseException:
+            os._exit(2)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+
+@pytest.mark.parametrize("new_api", [True, False])
+def test_overlay_mount_both_apis_with_many_layers(tmp_path, new_api):
+    """The legacy mount(2) path (kernels before 6.8) takes 120 store-style lowers through
+    names relative to their common parent; the new API takes them one by one."""
+    from executor.overlay import mount_overlay
+
+    lowers = []
+    for i in range(120):
+        d = tmp_path / "l" / f"{i:026d}"
+        d.mkdir(parents=True)
+        (d / f"f{i}").write_text(str(i))
+        lowers.append(d)
+    (lowers[0] / "shadowed").write_text("old")
+    (lowers[-1] / "shadowed").write_text("new")
+    for sub in ("u", "w", "m"):
+        (tmp_path / sub).mkdir()
+
+    def check() -> bool:
+        mount_overlay(lowers, tmp_path / "u", tmp_path / "w", tmp_path / "m", new_api=new_api)
+        names = os.listdir(tmp_path / "m")
+        return len(names) == 121 and (tmp_path / "m/shadowed").read_text() == "new"
+
+    assert _in_private_mount_ns(check) == 0
