@@ -309,6 +309,21 @@ class LayerStore:
         with lock():
             return self._install(stage, chain, DiffID(diff_id), None, self.blobs.size(diff_id))
 
+    def adopt(self, stage: Path, diff_ids: list[str], lock) -> UnpackedLayer:  # noqa: ANN001
+        """Install `stage/diff` as the unpacked dir of the top layer of the stack `diff_ids`
+        (oldest first; the layers below are its parents). Like `adopt_base`, for a writer
+        that made the layer tar from that very tree in overlay form (pybuild: a RUN's upper
+        dir, with whiteouts as char devices 0/0 and opaque xattrs, or a COPY's layer dir).
+        Additive, for helper "pybuild" (builder/steps.py)."""
+        from cache.fsops import syncfs
+
+        chains = chain_ids(diff_ids)
+        parent = chains[-2] if len(chains) > 1 else None
+        top = DiffID(diff_ids[-1])
+        syncfs(stage / "diff")
+        with lock():
+            return self._install(stage, chains[-1], top, parent, self.blobs.size(top))
+
     def _link(self, short: str, chain: ChainID) -> None:
         link = self.links / short
         target = f"../layers/{chain.hex}/diff"

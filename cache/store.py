@@ -275,6 +275,15 @@ class Store:
             raise LayerNotFound(f"layer {diff_id} is not in the store")
         return self.layers.adopt_base(Path(stage), DiffID(diff_id), self.lock)
 
+    def adopt_unpacked(self, diff_ids: Sequence[str], stage: Path) -> UnpackedLayer:
+        """Make `stage/diff` the unpacked dir of the top layer of the stack `diff_ids` (all
+        stored), which was written from that tree (see LayerStore.adopt). Additive, for
+        helper "pybuild"."""
+        for d in diff_ids:
+            if not self.blobs.has(d):
+                raise LayerNotFound(f"layer {d} is not in the store")
+        return self.layers.adopt(Path(stage), list(diff_ids), self.lock)
+
     def unpacked_lowers(self, diff_ids: Sequence[str]) -> list[Path]:
         """Overlay lower dirs for the stack `diff_ids`, oldest first: ROOT/l/<short> links.
 
