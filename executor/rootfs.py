@@ -290,12 +290,21 @@ class RootBuilder:
         path = sc.fd_path(fd)
         try:
             sc.mount(source, path, None, sc.MS_BIND | sc.MS_REC)
+            # The remount must see the new mount, not the one the fd was opened on.
+            os.close(fd)
+            fd = self._open_dir(target, False) if is_dir else self._open_file(target)
+            path = sc.fd_path(fd)
+            # nodev (unless privileged): a host dir (a volume, a build cache) is on a
+            # filesystem that honours device nodes, and with CAP_MKNOD a container could
+            # make /vol/sda and read the host's disk; runc leans on the devices cgroup for
+            # this, which a RUN step without limits does not have. The source's own
+            # nosuid/noexec/ro flags are kept.
+            flags = _kept_flags(os.statvfs(path).f_flag)
+            if not self.plan.privileged:
+                flags |= sc.MS_NODEV
             if m.readonly:
-                # The remount must see the new mount, not the one the fd was opened on.
-                os.close(fd)
-                fd = self._open_dir(target, False) if is_dir else self._open_file(target)
-                path = sc.fd_path(fd)
-                sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC)
+                flags |= sc.MS_RDONLY
+            sc.mount(None, path, None, sc.MS_BIND | sc.MS_REMOUNT | flags)
         finally:
             os.close(fd)
 
@@ -338,6 +347,20 @@ class RootBuilder:
         os.close(self.root_fd)
         if self.upper_fd is not None:
             os.close(self.upper_fd)
+
+
+def _kept_flags(st_flags: int) -> int:
+    """mount(2) flags that a bind remount must repeat to keep them (statvfs ST_* -> MS_*)."""
+    flags = 0
+    for st_flag, ms_flag in (
+        (os.ST_RDONLY, sc.MS_RDONLY),
+        (os.ST_NOSUID, sc.MS_NOSUID),
+        (os.ST_NODEV, sc.MS_NODEV),
+        (os.ST_NOEXEC, sc.MS_NOEXEC),
+    ):
+        if st_flags & st_flag:
+            flags |= ms_flag
+    return flags
 
 
 def _components(path: str) -> list[str]:

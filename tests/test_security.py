@@ -305,3 +305,20 @@ def test_passwd_symlinked_to_a_kernel_file_is_not_read(tmp_path):
     assert res.exit_code == 0 and out.strip() == "1000"
     with pytest.raises(ExecutorError, match="unable to find user alice"):
         run(spec_for(tmp_path, bad, "true", lowers=[bad], user="alice"))
+
+
+def test_device_nodes_in_a_bind_mounted_host_dir_are_unusable(tmp_path, rootfs):
+    """A volume or build-cache dir lives on a host filesystem that honours device nodes: the
+    bind mount is nodev, so a node made there (CAP_MKNOD is a default) cannot be opened."""
+    vol = tmp_path / "vol"
+    vol.mkdir()
+    root_dev = os.stat("/").st_dev
+    res, out, _ = sh(
+        tmp_path,
+        rootfs,
+        f"mknod /vol/disk b {os.major(root_dev)} {os.minor(root_dev)} && echo made;"
+        "head -c 512 /vol/disk 2>/dev/null | wc -c; grep ' /vol ' /proc/mounts | grep -c nodev",
+        mounts=[Mount("/vol", source=vol)],
+    )
+    assert out.split() == ["made", "0", "1"]
+    (vol / "disk").unlink()
