@@ -29,6 +29,7 @@ import errno
 import os
 import resource
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -86,6 +87,27 @@ class Container:
                 signal.pidfd_send_signal(self._pidfd, sig)
             else:
                 os.kill(self.pid, sig)
+
+    def exited(self, timeout: float | None = 0) -> bool:
+        """Whether PID 1 has ended, waiting up to `timeout` seconds (None: forever) without
+        reaping it (`wait()` still does that and the cleanup). For `stop -t N`."""
+        if self._result is not None:
+            return True
+        if self._pidfd is None:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while True:
+                try:
+                    done = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    return True
+                if done is not None:
+                    return True
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.01)
+        poller = select.poll()
+        poller.register(self._pidfd, select.POLLIN)
+        return bool(poller.poll(None if timeout is None else int(timeout * 1000)))
 
     def pause(self) -> None:
         if self.cgroups is None:

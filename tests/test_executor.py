@@ -81,6 +81,18 @@ def test_init_forwards_signals_and_reaps(tmp_path, rootfs):
     assert zombies == []
 
 
+def test_exited_waits_with_a_timeout(tmp_path, rootfs):
+    c = start(spec_for(tmp_path, rootfs, "read x"))  # stdin is /dev/null: ends at once
+    assert c.exited(timeout=10)
+    assert c.wait().exit_code == 1
+    c = start(spec_for(tmp_path, rootfs, "sleep 5"))
+    assert not c.exited(timeout=0.05)
+    c.kill(signal.SIGTERM)  # forwarded by the init: sleep dies of it
+    assert c.exited(timeout=10)
+    res = c.wait()
+    assert res.exit_code == 143 and res.signal == signal.SIGTERM
+
+
 def _container_pids(c) -> list[int]:
     return c.cgroups.pids() if c.cgroups else []
 
