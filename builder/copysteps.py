@@ -184,7 +184,7 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                 target = lb.resolve(dest_path(dest, workdir).rstrip("/") or "/")
                 unpack_archive(lb, path, ak, target)
                 lb.finish()
-            return commit_dir(solver.store, upper, overlay_upper=False, sde=sde)
+            return commit_dir(solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids)
 
     display = node.original if len(node.original) < 200 else node.original[:197] + "..."
     solver._step(ctx, node, display, parts, execute, created_by, detail=detail)

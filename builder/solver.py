@@ -47,7 +47,7 @@ class SerialStore:
     the index, run one at a time (the store's flock is re-entrant per process, not per
     thread). Everything else is passed through."""
 
-    _SERIAL = ("unpacked_lowers", "add_layer", "write_image", "tag_image")
+    _SERIAL = ("unpacked_lowers", "add_layer", "adopt_unpacked", "write_image", "tag_image")
 
     def __init__(self, store) -> None:  # noqa: ANN001
         self._store = store

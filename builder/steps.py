@@ -103,19 +103,106 @@ class RunRequest:
     hostname: str = "buildkitsandbox"
 
 
-def commit_dir(store, src: Path, *, overlay_upper: bool, sde: int | None) -> str | None:  # noqa: ANN001
-    """Write `src` as a layer into the store; None when it holds no change (empty tar)."""
+_OVERLAY_PRIVATE = ("origin", "impure", "nlink", "upper", "metacopy", "redirect", "uuid")
+
+
+def commit_dir(
+    store,  # noqa: ANN001 - cache.store.Store
+    src: Path,
+    *,
+    overlay_upper: bool,
+    sde: int | None,
+    stack: list[str] | None = None,
+) -> str | None:
+    """Write `src` as a layer into the store; None when it holds no change (empty tar).
+
+    The tar is streamed straight into the store (no intermediate file). With `stack` (the
+    DiffIDs of the image below, oldest first), `src` itself then becomes the layer's unpacked
+    dir (`Store.adopt_unpacked`): the next RUN needs no unpack, and the folder is never
+    deleted file by file. Before that it is made to look as unpacking the tar would: overlay's
+    private xattrs removed and, with SOURCE_DATE_EPOCH, mtimes clamped like the tar's.
+    """
+    with os.scandir(src) as it:
+        empty = next(it, None) is None
+    if empty and not _has_opaque(src):
+        return None
+    diff_id = _stream_layer(store, src, overlay_upper, sde)
+    if diff_id is None or stack is None:
+        return diff_id
+    _normalize_tree(src, overlay_upper, sde)
+    with store.tmp_dir("adopt") as stage:
+        os.rename(src, stage / "diff")
+        store.adopt_unpacked([*stack, diff_id], stage)
+    return diff_id
+
+
+def _has_opaque(path: Path) -> bool:
+    for name in ("trusted.overlay.opaque", "user.overlay.opaque"):
+        try:
+            if os.getxattr(path, name):
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def _stream_layer(store, src: Path, overlay_upper: bool, sde: int | None) -> str | None:  # noqa: ANN001
+    """write_layer in a thread into a pipe, store.add_layer reading the other end."""
     from cache.tarwriter import write_layer
 
-    with store.tmp_dir("layer") as tmp:
-        tar = tmp / "layer.tar"
-        with open(tar, "w+b") as f:
-            stats = write_layer(src, f, overlay_upper=overlay_upper, source_date_epoch=sde)
-            if stats.diff_id == EMPTY_TAR_DIFF_ID:
-                return None
-            f.seek(0)
-            info = store.add_layer(f)
+    r, w = os.pipe()
+    outcome: dict = {}
+
+    def writer() -> None:
+        try:
+            with os.fdopen(w, "wb", buffering=1 << 20) as out:
+                outcome["stats"] = write_layer(
+                    src, out, overlay_upper=overlay_upper, source_date_epoch=sde
+                )
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome["error"] = exc
+
+    t = threading.Thread(target=writer, name="layer-writer", daemon=True)
+    t.start()
+    try:
+        with os.fdopen(r, "rb", buffering=1 << 20) as inp:
+            info = store.add_layer(inp)
+    except BaseException:
+        t.join()
+        if "error" in outcome and not isinstance(outcome["error"], BrokenPipeError):
+            raise outcome["error"] from None
+        raise
+    t.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    if outcome["stats"].diff_id == EMPTY_TAR_DIFF_ID:
+        return None
     return str(info.diff_id)
+
+
+def _normalize_tree(root: Path, overlay_upper: bool, sde: int | None) -> None:
+    """Make a layer folder match what unpacking its tar gives (see commit_dir)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [".", *dirnames, *filenames]:
+            p = dirpath if name == "." else os.path.join(dirpath, name)
+            if name == "." and dirpath != str(root):
+                continue
+            if overlay_upper:
+                try:
+                    names = os.listxattr(p, follow_symlinks=False)
+                except OSError:
+                    names = []
+                for x in names:
+                    if (
+                        x.startswith(("trusted.overlay.", "user.overlay."))
+                        and x.rsplit(".", 1)[-1] in _OVERLAY_PRIVATE
+                    ):
+                        os.removexattr(p, x, follow_symlinks=False)
+            if sde is not None:
+                st = os.lstat(p)
+                secs = min(st.st_mtime_ns // 1_000_000_000, sde)
+                if st.st_mtime_ns != secs * 1_000_000_000:
+                    os.utime(p, ns=(secs * 1_000_000_000,) * 2, follow_symlinks=False)
 
 
 def run_in_container(
@@ -194,4 +281,4 @@ def run_in_container(
         if result.exit_code != 0:
             note = result.error or ("killed by the OOM killer" if result.oom_killed else "")
             raise RunFailed(step_name, command, result.exit_code, list(tail)[-10:], note)
-        return commit_dir(store, upper, overlay_upper=True, sde=sde)
+        return commit_dir(store, upper, overlay_upper=True, sde=sde, stack=diff_ids)

@@ -196,7 +196,9 @@ class MetadataSteps:
                 lb = LayerBuilder(upper, view, self.sde)
                 lb.ensure_dir(rel, None)
                 lb.finish()
-                return commit_dir(self.store, upper, overlay_upper=False, sde=self.sde)
+                return commit_dir(
+                    self.store, upper, overlay_upper=False, sde=self.sde, stack=diff_ids
+                )
 
         parts = [("parent", ctx.state.key), ("instruction", f"WORKDIR {path}")]
         created_by = nop(ctx.state.shell, f"WORKDIR {path}")
