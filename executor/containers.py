@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from json.encoder import encode_basestring as _encode_json_str
 from pathlib import Path
 
 from cache.errors import NameInUse, PydockError
@@ -455,27 +456,31 @@ class LogWriter:
     def write(self, stream: str, data: bytes) -> None:
         buf = self.partial.get(stream, b"") + data
         *lines, rest = buf.split(b"\n")
-        records = [self._record(stream, line + b"\n") for line in lines]
+        # One timestamp per chunk read: a chunk's lines arrived together.
+        tail = f',"stream":"{stream}","time":"{rfc3339(time.time())}"}}\n'
+        records = [self._record(line + b"\n", tail) for line in lines]
         # Docker cuts records at 16 KiB even without a newline.
         while len(rest) >= 16384:
-            records.append(self._record(stream, rest[:16384]))
+            records.append(self._record(rest[:16384], tail))
             rest = rest[16384:]
         self.partial[stream] = rest
         if records:
-            os.write(self.fd, b"".join(records))
+            data = "".join(records).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view) :]
 
-    def _record(self, stream: str, data: bytes) -> bytes:
-        obj = {
-            "log": data.decode("utf-8", "replace"),
-            "stream": stream,
-            "time": rfc3339(time.time()),
-        }
-        return json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    @staticmethod
+    def _record(data: bytes, tail: str) -> str:
+        # The C string encoder of json: the same text as json.dumps, at a fraction of its cost
+        # for the many short lines a chatty container writes.
+        return '{"log":' + _encode_json_str(data.decode("utf-8", "replace")) + tail
 
     def close(self) -> None:
         for stream, rest in self.partial.items():
             if rest:
-                os.write(self.fd, self._record(stream, rest))
+                tail = f',"stream":"{stream}","time":"{rfc3339(time.time())}"}}\n'
+                os.write(self.fd, self._record(rest, tail).encode())
         self.partial = {}
         os.close(self.fd)
 

@@ -229,8 +229,13 @@ def _pump_pipes(
                 continue
             name, sink = sources[fd]
             log.write(name, data)
-            if sinks_ok[sink]:
-                sinks_ok[sink] = _write_all(sink, data)
+            if sinks_ok[sink] and not _write_all(sink, data):
+                # Our reader went away (`pydock run ... | head`): close the container's end
+                # too, so its writer gets SIGPIPE as in a plain pipeline instead of filling
+                # the log forever.
+                sinks_ok[sink] = False
+                open_fds.remove(fd)
+                os.close(fd)
 
 
 def _pump_tty(handle, log: LogWriter, *, attach: bool, stdin: bool) -> None:  # noqa: ANN001

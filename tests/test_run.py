@@ -280,3 +280,12 @@ def test_image_config_user_workdir_entrypoint_are_honoured(pyd):
 def test_wait_on_an_auto_removed_container(pyd):
     cid = pyd.ok("run", "-d", "--rm", "busybox", "sh", "-c", "sleep 0.5; exit 4").strip()
     assert pyd.ok("wait", cid) == "4\n"
+
+
+def test_output_into_a_closed_pipe_ends_the_container(pyd):
+    cmd = f"{sys.executable} -m frontend.pydock --root {pyd.root} run --name yes busybox yes | head -2"
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout == "y\ny\n"
+    info = json.loads(pyd.ok("inspect", "yes"))[0]
+    assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 141  # SIGPIPE
+    pyd.ok("rm", "yes")
