@@ -75,6 +75,9 @@ class RunOptions:
     cap_add: list[str] = field(default_factory=list)
     cap_drop: list[str] = field(default_factory=list)
     sig_proxy: bool = True
+    ulimits: list[str] = field(default_factory=list)
+    restart: str = "no"
+    security_opt: list[str] = field(default_factory=list)
 
 
 # --- flag values ---------------------------------------------------------------------------------
@@ -168,6 +171,25 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
             "--link needs a bridge network, which pydock does not have "
             "(containers share nothing but volumes; use --network host to talk over the host)"
         )
+    if opts.restart not in ("", "no"):
+        raise RunError(
+            f"--restart {opts.restart}: restart policies need a daemon, which pydock does not "
+            "have (only --restart no)"
+        )
+    ulimits = {}
+    for u in opts.ulimits:
+        name, _, values = u.partition("=")
+        soft, _, hard = values.partition(":")
+        try:
+            ulimits[name] = {"Name": name, "Soft": int(soft), "Hard": int(hard or soft)}
+        except ValueError:
+            raise RunError(f"invalid ulimit argument: {u!r} (expected name=soft[:hard])") from None
+    for so in opts.security_opt:
+        known = ("seccomp=unconfined", "no-new-privileges", "no-new-privileges=true")
+        if so.replace(":", "=") not in known:
+            raise RunError(
+                f"--security-opt {so}: not supported (seccomp=unconfined, no-new-privileges)"
+            )
     if opts.lxc_conf:
         raise RunError("--lxc-conf: the lxc exec driver is not supported (pydock has its own)")
     root = Path(root)
@@ -324,6 +346,9 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
         "CpusetCpus": opts.cpuset_cpus or "",
         "MemorySwap": opts.memory_swap or 0,
         "PidsLimit": opts.pids_limit,
+        "Ulimits": list(ulimits.values()) or None,
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "SecurityOpt": opts.security_opt or None,
     }
     c = Container(
         id=cid,
@@ -433,7 +458,19 @@ def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.sp
         state_dir=c.dir,
         cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []),
+        ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
+        **_security(hc),
     )
+
+
+def _security(hc: dict) -> dict:
+    opts = [o.replace(":", "=") for o in hc.get("SecurityOpt") or []]
+    out: dict = {}
+    if "seccomp=unconfined" in opts:
+        out["seccomp"] = False
+    if "no-new-privileges" in opts or "no-new-privileges=true" in opts:
+        out["no_new_privs"] = True
+    return out
 
 
 # --- stop, kill, wait, remove --------------------------------------------------------------------

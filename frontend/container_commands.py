@@ -83,6 +83,9 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--cap-add", action="append", default=[], help="add Linux capabilities")
     a("--cap-drop", action="append", default=[], help="drop Linux capabilities")
     a("--sig-proxy", default="true", help="proxy received signals to the process")
+    a("--ulimit", action="append", default=[], help="ulimit options (nofile=1024:2048)")
+    a("--restart", default="no", help="restart policy (only 'no' is supported)")
+    a("--security-opt", action="append", default=[], help="seccomp=unconfined is understood")
     a("image", metavar="IMAGE")
     a("command", nargs=argparse.REMAINDER, metavar="COMMAND")
 
@@ -136,6 +139,9 @@ def run_options(args: argparse.Namespace, detach: bool = False):  # noqa: ANN201
         cap_add=args.cap_add,
         cap_drop=args.cap_drop,
         sig_proxy=str(args.sig_proxy).lower() not in ("false", "0", "no"),
+        ulimits=args.ulimit,
+        restart=args.restart,
+        security_opt=args.security_opt,
     )
 
 

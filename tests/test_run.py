@@ -289,3 +289,18 @@ def test_output_into_a_closed_pipe_ends_the_container(pyd):
     info = json.loads(pyd.ok("inspect", "yes"))[0]
     assert info["State"]["Status"] == "exited" and info["State"]["ExitCode"] == 141  # SIGPIPE
     pyd.ok("rm", "yes")
+
+
+def test_more_run_flags_reach_the_container(pyd):
+    out = pyd.ok(
+        "run", "--rm", "--ulimit", "nofile=100:200", "--tmpfs", "/scratch:size=1m",
+        "--add-host", "db:10.0.0.2", "--security-opt", "no-new-privileges", "--cap-drop", "ALL",
+        "busybox", "sh", "-c",
+        "ulimit -n; ulimit -Hn; grep -c scratch /proc/mounts; grep db /etc/hosts;"
+        " grep NoNewPrivs /proc/self/status; grep CapEff /proc/self/status",
+    )  # fmt: skip
+    assert out.split("\n") == [
+        "100", "200", "1", "10.0.0.2\tdb", "NoNewPrivs:\t1", "CapEff:\t0000000000000000", "",
+    ]  # fmt: skip
+    p = pyd("run", "--rm", "--restart", "always", "busybox", "true")
+    assert p.returncode == 125 and "restart policies" in p.stderr
