@@ -51,7 +51,12 @@ def _fail(fd: int, e: BaseException) -> None:
     elif isinstance(e, OSError):
         _send(fd, f"E{e.strerror or e}" if not e.filename else f"E{e.filename}: {e.strerror}")
     else:
-        _send(fd, "Einternal error in container setup: " + "".join(traceback.format_exception(e)))
+        # No source lines (linecache would read files, by now possibly the container's).
+        frames = traceback.StackSummary.extract(
+            traceback.walk_tb(e.__traceback__), lookup_lines=False
+        )
+        where = ", ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames)
+        _send(fd, f"Einternal error in container setup: {type(e).__name__}: {e} (at {where})")
 
 
 def _setup_stdio(spec: RunSpec) -> None:

@@ -200,6 +200,11 @@ def test_pty_for_a_non_root_user(tmp_path, rootfs, init):
     assert out.replace("\r", "").splitlines() == ["/dev/pts/0", "1000", "1000"]
 
 
+def test_ulimits(tmp_path, rootfs):
+    _, out, _ = sh(tmp_path, rootfs, "ulimit -n; ulimit -Hn", ulimits={"nofile": (512, 1024)})
+    assert out.split() == ["512", "1024"]
+
+
 def test_umask_is_dockers(tmp_path, rootfs):
     old = os.umask(0o077)
     try:
