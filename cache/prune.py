@@ -235,8 +235,11 @@ def disk_usage(store: Any) -> list[DfRow]:
 # --- system prune -------------------------------------------------------------------------------
 
 
-def prune(store: Any, *, all_images: bool = False) -> PruneReport:
-    """Remove unused images, build-cache entries, blobs and unpacked layers (see module doc)."""
+def prune(store: Any, *, all_images: bool = False, build_cache: bool = True) -> PruneReport:
+    """Remove unused images, build-cache entries, blobs and unpacked layers (see module doc).
+
+    With `build_cache=False` (`pydock image prune`) the cache entries stay, and so does what
+    they name."""
     report = PruneReport()
     root = Path(store.root)
     with store.lock():
@@ -279,7 +282,7 @@ def prune(store: Any, *, all_images: bool = False) -> PruneReport:
             result = entry.get("result") if isinstance(entry, dict) else None
             made = result.get("diff_id") if isinstance(result, dict) else None
             dangling = bool(made) and (made not in image_layers or not store.has_blob(made))
-            if all_images or entry is None or dangling:
+            if build_cache and (all_images or entry is None or dangling):
                 with contextlib.suppress(FileNotFoundError):
                     size = path.stat().st_size
                     path.unlink()

@@ -645,19 +645,72 @@ def _confirm(text: str) -> bool:
     return answer in ("y", "yes")
 
 
+def _prune_containers(root: str) -> tuple[list[str], int]:
+    """Remove stopped containers through the executor (as `docker system prune` does)."""
+    from pathlib import Path
+
+    try:
+        from executor.containers import ContainerStore
+        from executor.lifecycle import remove_container
+    except ImportError:
+        return [], 0
+    from cache.prune import tree_size
+
+    removed, freed = [], 0
+    for c in ContainerStore(root).list():
+        if c.state.running:
+            continue
+        size = tree_size(Path(c.dir) / "upper")
+        remove_container(root, c)
+        removed.append(c.id)
+        freed += size
+    return removed, freed
+
+
+def _prune_volumes(root: str) -> tuple[list[str], int]:
+    try:
+        from executor.volumes import VolumeStore
+    except ImportError:
+        return [], 0
+    removed = VolumeStore(root).prune(all_volumes=False)
+    return [name for name, _ in removed], sum(size for _, size in removed)
+
+
 def cmd_system_prune(args: argparse.Namespace) -> int:
     from cache.prune import prune
 
+    system = args.scope == "system"
+    volumes = system and args.volumes
     if not args.force:
         what = (
             "all images without at least one container associated to them"
             if args.all
             else "all dangling images"
         )
-        cache = "all build cache" if args.all else "unused build cache"
-        if not _confirm(f"WARNING! This will remove:\n  - {what}\n  - {cache}"):
+        items = []
+        if system:
+            items.append("all stopped containers")
+        if volumes:
+            items.append("all anonymous volumes not used by at least one container")
+        items.append(what)
+        if system:
+            items.append("all build cache" if args.all else "unused build cache")
+        text = "WARNING! This will remove:\n" + "".join(f"  - {i}\n" for i in items)
+        if not _confirm(text.rstrip("\n")):
             return 0
-    report = prune(_store(args), all_images=args.all)
+    root = _root(args)
+    freed = 0
+    if system:
+        removed, size = _prune_containers(root)
+        freed += size
+        if removed:
+            _write("Deleted Containers:\n" + "".join(f"{c}\n" for c in removed) + "\n")
+    if volumes:
+        removed, size = _prune_volumes(root)
+        freed += size
+        if removed:
+            _write("Deleted Volumes:\n" + "".join(f"{v}\n" for v in removed) + "\n")
+    report = prune(_store(args), all_images=args.all, build_cache=system)
     if report.deleted_images:
         _write("Deleted Images:\n")
         for t in report.untagged:
@@ -667,7 +720,7 @@ def cmd_system_prune(args: argparse.Namespace) -> int:
         _write("\n")
     if report.deleted_cache_entries:
         _write(f"Deleted build cache objects: {report.deleted_cache_entries}\n\n")
-    _write(f"Total reclaimed space: {_human(report.reclaimed)}\n")
+    _write(f"Total reclaimed space: {_human(report.reclaimed + freed)}\n")
     return 0
 
 
@@ -751,13 +804,17 @@ def _add_inspect(sub: Any, name: str = "inspect", forced: str | None = None) -> 
     p.set_defaults(func=cmd_inspect, forced_type=forced)
 
 
-def _add_prune(sub: Any, name: str) -> None:
-    p = sub.add_parser(name, help="remove unused data")
+def _add_prune(sub: Any, name: str, scope: str) -> None:
+    p = sub.add_parser(
+        name, help="remove unused data" if scope == "system" else "remove unused images"
+    )
     p.add_argument(
         "-a", "--all", action="store_true", help="remove all unused images, not just dangling ones"
     )
     p.add_argument("-f", "--force", action="store_true", help="do not prompt for confirmation")
-    p.set_defaults(func=cmd_system_prune)
+    if scope == "system":
+        p.add_argument("--volumes", action="store_true", help="prune anonymous volumes too")
+    p.set_defaults(func=cmd_system_prune, scope=scope)
 
 
 def _wanted_command() -> str | None:
@@ -786,7 +843,7 @@ def _add_image_group(subparsers: Any) -> None:
     _add_save(isub)
     _add_load(isub)
     _add_tag(isub)
-    _add_prune(isub, "prune")
+    _add_prune(isub, "prune", "image")
     image.set_defaults(func=lambda a: (image.print_help(), 1)[1])
 
 
@@ -799,7 +856,7 @@ def _add_system_group(subparsers: Any) -> None:
     df.add_argument("-v", "--verbose", action="store_true", help="show detailed information")
     df.add_argument("--format", help="json, table, or a Go template")
     df.set_defaults(func=cmd_system_df)
-    _add_prune(ssub, "prune")
+    _add_prune(ssub, "prune", "system")
     system.set_defaults(func=lambda a: (system.print_help(), 1)[1])
 
 

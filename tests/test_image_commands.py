@@ -372,3 +372,19 @@ def test_bad_templates_are_one_line_errors(template, message, busybox_store):
         render_template(template, TEMPLATE_DATA)
     p = pydock(busybox_store.root, "inspect", "-f", template, "busybox")
     assert p.returncode == 1 and p.stderr.count("\n") == 1 and message in p.stderr
+
+
+def test_system_prune_removes_stopped_containers_image_prune_does_not(busybox_store):
+    root = busybox_store.root
+    p = pydock(root, "create", "--name", "idle", "busybox", "true")
+    if p.returncode != 0:
+        pytest.skip(f"pydock create is not available: {p.stderr.strip()}")
+    cid = p.stdout.strip()
+    out = ok(root, "image", "prune", "-a", "-f")
+    assert "busybox" not in out  # a container uses it
+    assert (root / "containers" / cid).exists()
+    out = ok(root, "system", "prune", "-f")
+    assert out.startswith(f"Deleted Containers:\n{cid}\n")
+    assert not (root / "containers" / cid).exists()
+    out = ok(root, "image", "prune", "-a", "-f")
+    assert "untagged: busybox:latest" in out
