@@ -506,3 +506,27 @@ def test_overlay_mount_both_apis_with_many_layers(tmp_path, new_api):
         return len(names) == 121 and (tmp_path / "m/shadowed").read_text() == "new"
 
     assert _in_private_mount_ns(check) == 0
+
+
+def test_containers_run_from_several_threads_at_once(tmp_path, rootfs):
+    import threading
+
+    results: dict[int, tuple] = {}
+
+    def worker(i: int) -> None:
+        d = tmp_path / f"t{i}"
+        d.mkdir()
+        results[i] = sh(d, rootfs, f"echo $$ {i}; exit {i}")
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(4):
+        res, out, _ = results[i]
+        assert res.exit_code == i and out.split()[1] == str(i)
+    # and the caller's own children still go into its own pid namespace
+    assert os.readlink("/proc/self/ns/pid") == os.readlink(
+        f"/proc/{os.getpid()}/ns/pid_for_children"
+    )
