@@ -302,7 +302,7 @@ def test_deep_image_of_200_layers_mounts(tmp_path, rootfs):
     layers.mkdir()
     lowers = [rootfs]
     for i in range(199):
-        d = layers / f"{i:026d}"  # store-style 26-character link names
+        d = layers / f"{i:012d}"  # the store's 12-character l/<short> names
         d.mkdir()
         (d / f"f{i}").write_text(f"{i}\n")
         lowers.append(d)
@@ -485,8 +485,9 @@ def _in_private_mount_ns(fn) -> int:
 
 @pytest.mark.parametrize("new_api", [True, False])
 def test_overlay_mount_both_apis_with_many_layers(tmp_path, new_api):
-    """The legacy mount(2) path (kernels before 6.8) takes 120 store-style lowers through
-    names relative to their common parent; the new API takes them one by one."""
+    """The legacy mount(2) path (kernels before 6.8) takes deep stacks through names relative
+    to their common parent (120 of Docker's 26-character names, or 200+ of the store's 12);
+    the new API takes them one by one."""
     from executor.overlay import mount_overlay
 
     lowers = []
