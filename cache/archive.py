@@ -691,9 +691,13 @@ def sha256_file(path: Path) -> str:
     return str(h.digest())
 
 
-def _check_layer_content(path: Path, name: str, scratch: Path) -> None:
-    """Apply the layer to an empty scratch dir with the safe applier: it refuses hostile
-    members (escaping names or links, bad whiteouts) and tars that do not end properly."""
+def _check_layer_content(path: Path, name: str, stage: Path) -> Path:
+    """Apply the layer to an empty dir with the safe applier: it refuses hostile members
+    (escaping names or links, bad whiteouts) and tars that do not end properly.
+
+    The tree is made as the store's unpacked layers are (`<stage>/diff`, overlay whiteouts),
+    so that after the commit it can become the layer's lower dir instead of being removed
+    (and unpacked again on the first run). Returns `stage`."""
     from cache.applier import apply_layer
     from cache.layers import verify_tar
 
@@ -702,17 +706,15 @@ def _check_layer_content(path: Path, name: str, scratch: Path) -> None:
         verify_tar(path, where=f"layer {name}")
     except PydockError as e:
         raise ArchiveError(e.message) from None
-    target = scratch / "rootfs"
-    target.mkdir()
+    stage.mkdir(0o700)
+    target = stage / "diff"
+    target.mkdir(0o755)
     try:
         with open(path, "rb") as f:
-            apply_layer(f, target, whiteouts="apply")
+            apply_layer(f, target, whiteouts="overlay")
     except PydockError as e:
         raise ArchiveError(f"layer {name}: {e.message}") from None
-    finally:
-        from cache.staging import remove_tree
-
-        remove_tree(target)
+    return stage
 
 
 # --- load ---------------------------------------------------------------------------------------
@@ -755,6 +757,7 @@ def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[
         plan = _plan(members)
         prepared = []
         checked: dict[str, Path] = {}
+        trees: dict[str, Path] = {}  # diff id -> staged unpacked tree (<stage>/diff)
         for img in plan:
             config = _config_of(img)
             diff_ids = config["rootfs"]["diff_ids"]
@@ -770,14 +773,35 @@ def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[
                         f"the uncompressed layer is {got})"
                     )
                 if not store.has_blob(want):
-                    _check_layer_content(plain, layer.member.name, staging)
+                    stage = staging / f"unpack-{len(trees)}"
+                    trees[want] = _check_layer_content(plain, layer.member.name, stage)
                 checked[want] = plain
                 layer_files.append(plain)
             prepared.append((img, config, layer_files))
-        return _commit(store, prepared)
+        loaded = _commit(store, prepared, staging)
+        _adopt_trees(store, prepared, trees)
+        return loaded
 
 
-def _commit(store: Any, prepared: list) -> list[LoadedImage]:
+def _adopt_trees(store: Any, prepared: list, trees: dict[str, Path]) -> None:
+    """Give the checked trees to the store as the layers' unpacked dirs (an optimisation:
+    whatever is not adopted is removed with the staging dir and unpacked when needed)."""
+    adopt = getattr(store, "adopt_unpacked", None)
+    if adopt is None:
+        return
+    for _img, config, _files in prepared:
+        diff_ids = config["rootfs"]["diff_ids"]
+        for i, d in enumerate(diff_ids):
+            stage = trees.get(d)
+            if stage is None or not (stage / "diff").is_dir():
+                continue
+            try:
+                adopt(diff_ids[: i + 1], stage)
+            except (PydockError, OSError):
+                pass
+
+
+def _commit(store: Any, prepared: list, staging: Path | None = None) -> list[LoadedImage]:
     """Everything is checked: store layers, configs, manifests, then move the tags.
 
     Should the store still refuse something half way, what this commit added is taken back
@@ -793,6 +817,14 @@ def _commit(store: Any, prepared: list) -> list[LoadedImage]:
                 diff_ids = config["rootfs"]["diff_ids"]
                 for path, want in zip(layer_files, diff_ids, strict=True):
                     if store.has_blob(want):
+                        continue
+                    if staging is not None and path.is_relative_to(staging):
+                        # Already hashed, screened and applied; it lives in ROOT/tmp: link it
+                        # into blobs/ rather than copy it once more.
+                        os.chmod(path, 0o444)
+                        with open(path, "rb") as f:
+                            os.fsync(f.fileno())
+                        store.blobs.commit_staged(path, want)
                         continue
                     with open(path, "rb") as f:
                         info = store.add_layer(f)

@@ -181,3 +181,34 @@ def test_saving_many_images_writes_shared_blobs_once(busybox_store, tmp_path):
     loaded = load_archive(fresh, out)
     assert {i.image_id for i in loaded} == {image.image_id, second.image_id}
     assert fresh.blob_path(image.diff_ids[0]).read_bytes() == layer
+
+
+def test_loaded_layers_arrive_unpacked(busybox_store, tmp_path):
+    """The trees the loader checked become the unpacked lower dirs (equal to a fresh unpack)."""
+    import os
+
+    from cache.applier import apply_layer
+
+    image = busybox_store.get_image("busybox")
+    out = tmp_path / "bb.tar"
+    with open(out, "wb") as f:
+        save_images(busybox_store, [(image, ["busybox:latest"])], f)
+    fresh = Store.open(tmp_path / "fresh")
+    load_archive(fresh, out)
+    [layer] = fresh.all_unpacked()
+    assert layer.diff_id == image.diff_ids[0]
+    assert list((fresh.root / "tmp").iterdir()) == []
+    again = tmp_path / "again"
+    again.mkdir()
+    with fresh.layer_tar(image.diff_ids[0]) as f:
+        apply_layer(f, again, whiteouts="overlay")
+
+    def tree(root):
+        return sorted(
+            (os.path.relpath(os.path.join(d, n), root), os.lstat(os.path.join(d, n)).st_mode)
+            for d, dirs, files in os.walk(root)
+            for n in dirs + files
+        )
+
+    assert tree(layer.path) == tree(again)
+    assert fresh.blob_path(image.diff_ids[0]).stat().st_mode & 0o777 == 0o444
