@@ -74,7 +74,7 @@ def _setup_stdio(spec: RunSpec) -> None:
         os.set_inheritable(fd, True)
 
 
-def run_pid1(spec, state_dir, status_w, result_w, go_r, sock, tty_size) -> None:
+def run_pid1(spec, state_dir, cgroup_paths, status_w, result_w, go_r, sock, tty_size) -> None:
     """PID 1 of the new pid namespace: builds the root and runs the command. Never returns."""
     try:
         # Non-dumpable before anything of the container exists: its processes cannot ptrace
@@ -116,6 +116,7 @@ def run_pid1(spec, state_dir, status_w, result_w, go_r, sock, tty_size) -> None:
                 privileged=spec.privileged,
                 readonly_root=spec.readonly_root,
                 host_network=spec.network == "host",
+                cgroup_paths=cgroup_paths,
             ),
             upper=os.fspath(spec.upper),
         )

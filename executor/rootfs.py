@@ -56,6 +56,9 @@ class RootPlan:
     privileged: bool = False
     readonly_root: bool = False
     host_network: bool = False
+    # The container's own cgroups (controller -> host dir, "unified" for v2), shown
+    # read-only at /sys/fs/cgroup as Docker does, so programs can read their limits.
+    cgroup_paths: dict[str, str] = field(default_factory=dict)
 
 
 class RootBuilder:
@@ -191,6 +194,8 @@ class RootBuilder:
         self.mount_proc()
         self.mount_dev()
         self.mount_sys()
+        if p.cgroup_paths:
+            self.mount_cgroups()
         self.mount_etc_files()
         # parents before children, whatever the order given (as Docker sorts them)
         for m in sorted(p.mounts, key=lambda m: len(_components(m.target))):
@@ -255,6 +260,26 @@ class RootBuilder:
                     )
             finally:
                 os.close(fd)
+
+    def mount_cgroups(self) -> None:
+        """/sys/fs/cgroup: v2, the container's cgroup dir bound read-only; v1, a tmpfs with
+        each controller's container dir bound read-only under the controller's name."""
+        target = os.path.join(self.plan.merged, "sys/fs/cgroup")
+        if not os.path.isdir(target):
+            return
+        ro_bind = sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _NOSUID_NODEV_NOEXEC
+        unified = self.plan.cgroup_paths.get("unified")
+        if unified:
+            sc.mount(unified, target, None, sc.MS_BIND)
+            sc.mount(None, target, None, ro_bind)
+            return
+        sc.mount("tmpfs", target, "tmpfs", _NOSUID_NODEV_NOEXEC, "mode=755,size=64k")
+        for ctrl, path in sorted(self.plan.cgroup_paths.items()):
+            sub = os.path.join(target, ctrl)
+            os.mkdir(sub, 0o755)
+            sc.mount(path, sub, None, sc.MS_BIND)
+            sc.mount(None, sub, None, ro_bind)
+        sc.mount(None, target, None, sc.MS_REMOUNT | sc.MS_RDONLY | _NOSUID_NODEV_NOEXEC)
 
     def mount_etc_files(self) -> None:
         for name in ETC_FILES:

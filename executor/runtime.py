@@ -199,11 +199,10 @@ def start(spec: RunSpec) -> Container:
         if spec.tty:
             sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tty_size = spec.tty_size or syscalls.get_winsize(0) or (24, 80)
+        cg_paths = dict(c.cgroups.paths) if c.cgroups is not None else {}
         pid = _fork_in_new_pid_namespace()
-        if pid == 0:
-            run_pid1(
-                spec, c._state_dir, status_w, result_w, go_r, sock_child, tty_size
-            )  # no return
+        if pid == 0:  # PID 1 of the new container: never returns
+            run_pid1(spec, c._state_dir, cg_paths, status_w, result_w, go_r, sock_child, tty_size)
         c.pid = pid
         c.started_at = time.time()
         with contextlib.suppress(OSError, AttributeError):

@@ -338,6 +338,22 @@ def test_pids_limit(tmp_path, rootfs):
     assert "can't fork" in err
 
 
+def test_container_reads_its_limits_in_sys_fs_cgroup(tmp_path, rootfs):
+    from executor.cgroups import is_v2
+
+    files = (
+        "memory.max pids.max" if is_v2() else "memory/memory.limit_in_bytes pids/pids.max"
+    ).split()
+    res, out, err = sh(
+        tmp_path,
+        rootfs,
+        f"cd /sys/fs/cgroup && cat {files[0]} {files[1]};"
+        f"echo 1 > {files[1]} 2>/dev/null || echo read-only",
+        limits=Limits(memory=64 << 20, pids=33),
+    )
+    assert out.split() == [str(64 << 20), "33", "read-only"], err
+
+
 def test_no_cgroups_unless_limits_or_asked(tmp_path, rootfs):
     c = start(spec_for(tmp_path, rootfs, "true"))
     assert c.cgroups is None
