@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cache.digest import chain_ids
+from cache.errors import PydockError
 
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
@@ -173,6 +174,59 @@ def _image_blobs(image: Any) -> set[str]:
         if isinstance(ld, dict) and isinstance(ld.get("digest"), str):
             out.add(ld["digest"])
     return out
+
+
+# --- rmi ----------------------------------------------------------------------------------------
+
+
+class ImageInUse(PydockError):
+    """`rmi` of an image that a container uses, or of several tags at once, without force."""
+
+
+def remove_image(
+    store: Any, name: str, *, force: bool, containers: list[ContainerRef]
+) -> list[tuple[str, str]]:
+    """Docker's `rmi` of one name; returns what happened as ("Untagged"|"Deleted", what).
+
+    A tag of an image with other tags is only untagged. Otherwise the image goes (all its tags
+    first), unless a container uses it (refused; with `force` only for stopped containers: the
+    container keeps its layers, which prune leaves alone) or it is named by id while tagged in
+    several repositories (refused without `force`). Blobs and layers go at the next prune.
+    """
+    from cache.errors import ImageNotFound
+    from cache.refs import try_parse_reference
+
+    image = store.get_image(name)
+    ref = try_parse_reference(name)
+    by_tag = ref is not None and ref.digest is None and str(ref) in image.tags
+    if by_tag and len(image.tags) > 1:
+        store.untag(str(ref))
+        return [("Untagged", str(ref))]
+    if not by_tag and len(image.tags) > 1 and not force:
+        raise ImageInUse(
+            f"conflict: unable to delete {image.short_id} (must be forced) - image is referenced "
+            "in multiple repositories"
+        )
+    using = [c for c in containers if c.image_id == str(image.image_id)]
+    running = [c for c in using if c.running]
+    if running:
+        raise ImageInUse(
+            f"conflict: unable to delete {image.short_id} (cannot be forced) - image is being "
+            f"used by running container {running[0].id[:12]}"
+        )
+    if using and not force:
+        what = f'repository reference "{name}"' if by_tag else image.short_id
+        raise ImageInUse(
+            f"conflict: unable to remove {what} (must force) - container {using[0].id[:12]} "
+            f"is using its referenced image {image.short_id}"
+        )
+    done = [("Untagged", t) for t in image.tags]
+    try:
+        store.remove_image(image)
+    except ImageNotFound:
+        pass  # removed meanwhile by another process: the outcome is the same
+    done.append(("Deleted", str(image.image_id)))
+    return done
 
 
 # --- system df ----------------------------------------------------------------------------------

@@ -221,7 +221,11 @@ def _add_images_parser(sub: Any, name: str, aliases: list[str] | None = None) ->
         "--format", help="json, table, or a Go template such as '{{.Repository}}:{{.Tag}}'"
     )
     p.add_argument(
-        "-f", "--filter", action="append", default=[], help="dangling=true|false, reference=PATTERN"
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        help="dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE",
     )
     p.set_defaults(func=cmd_images)
 
@@ -236,70 +240,22 @@ def cmd_tag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _container_users(root: str) -> dict[str, list[Any]]:
+def cmd_rmi(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from cache.prune import containers
+    from cache.prune import containers, remove_image
 
-    users: dict[str, list[Any]] = {}
-    for c in containers(Path(root)):
-        users.setdefault(c.image_id, []).append(c)
-    return users
-
-
-def remove_image(store: Any, name: str, *, force: bool, users: dict[str, list[Any]]) -> list[str]:
-    """Docker's `rmi` of one name: untag when other tags remain, else delete; the lines to print."""
-    from cache.errors import ImageNotFound
-    from cache.refs import try_parse_reference
-
-    image = store.get_image(name)
-    ref = try_parse_reference(name)
-    by_tag = ref is not None and ref.digest is None and str(ref) in image.tags
-    using = users.get(str(image.image_id), [])
-    lines: list[str] = []
-    if by_tag and len(image.tags) > 1:
-        store.untag(str(ref))
-        return [f"Untagged: {ref}"]
-    if not by_tag and len(image.tags) > 1 and not force:
-        raise CommandError(
-            f"conflict: unable to delete {image.short_id} (must be forced) - image is referenced "
-            "in multiple repositories"
-        )
-    if using:
-        running = [c for c in using if c.running]
-        if running:
-            raise CommandError(
-                f"conflict: unable to delete {image.short_id} (cannot be forced) - image is being "
-                f"used by running container {running[0].id[:12]}"
-            )
-        if not force:
-            what = f'repository reference "{name}"' if by_tag else image.short_id
-            raise CommandError(
-                f"conflict: unable to remove {what} (must force) - container {using[0].id[:12]} "
-                f"is using its referenced image {image.short_id}"
-            )
-    for t in image.tags:
-        lines.append(f"Untagged: {t}")
-    try:
-        store.remove_image(image)
-    except ImageNotFound:
-        pass
-    lines.append(f"Deleted: {image.image_id}")
-    return lines
-
-
-def cmd_rmi(args: argparse.Namespace) -> int:
     store = _store(args)
-    users = _container_users(_root(args))
+    users = containers(Path(_root(args)))
     status = 0
     for name in args.images:
         try:
-            lines = remove_image(store, name, force=args.force, users=users)
+            done = remove_image(store, name, force=args.force, containers=users)
         except PydockError as e:
             _err(e.message)
             status = 1
             continue
-        _write("".join(line + "\n" for line in lines))
+        _write("".join(f"{what}: {item}\n" for what, item in done))
     return status
 
 
