@@ -849,6 +849,34 @@ _ZERO = "sha256:" + "0" * 64
 # --- save ---------------------------------------------------------------------------------------
 
 
+def select_for_save(store: Any, names: list[str]) -> list[tuple[Any, list[str]]]:
+    """(image, tags) per name, as `docker save`: a tag saves that tag, a bare repository name
+    saves all its tags, an id saves the image untagged."""
+    from cache.refs import try_parse_reference
+
+    out: dict[str, tuple[Any, list[str]]] = {}
+    for name in names:
+        ref = try_parse_reference(name, default_tag=False)
+        pairs: list[tuple[Any, str | None]] = []
+        if ref is not None and ref.tag is None and ref.digest is None:
+            for img in store.list_images():
+                for t in img.tags:
+                    tref = try_parse_reference(t)
+                    if tref is not None and tref.name == ref.name:
+                        pairs.append((img, t))
+        if not pairs:
+            img = store.get_image(name)
+            tagged = (
+                ref is not None and ref.digest is None and str(ref.with_default_tag()) in img.tags
+            )
+            pairs.append((img, str(ref.with_default_tag()) if tagged else None))
+        for img, t in pairs:
+            entry = out.setdefault(str(img.image_id), (img, []))
+            if t and t not in entry[1]:
+                entry[1].append(t)
+    return list(out.values())
+
+
 def _tar_info(name: str, size: int, *, is_dir: bool = False) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.size = 0 if is_dir else size

@@ -212,3 +212,17 @@ def test_loaded_layers_arrive_unpacked(busybox_store, tmp_path):
 
     assert tree(layer.path) == tree(again)
     assert fresh.blob_path(image.diff_ids[0]).stat().st_mode & 0o777 == 0o444
+
+
+def test_save_selection_follows_docker(busybox_store):
+    from cache.archive import select_for_save
+
+    image = busybox_store.get_image("busybox")
+    busybox_store.tag_image(image, "busybox:v2")
+    busybox_store.tag_image(image, "other:1")
+    [(img, tags)] = select_for_save(busybox_store, ["busybox"])  # a bare name: all its tags
+    assert img.image_id == image.image_id and sorted(tags) == ["busybox:latest", "busybox:v2"]
+    [(_, tags)] = select_for_save(busybox_store, ["other:1", "busybox:v2"])
+    assert tags == ["other:1", "busybox:v2"]
+    [(_, tags)] = select_for_save(busybox_store, [image.short_id])  # an id: untagged
+    assert tags == []
