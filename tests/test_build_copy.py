@@ -154,3 +154,15 @@ def test_exclude_and_parents(busybox_store, tmp_path):
     assert view.read_text("/all/a.txt") == "a\n" and view.lstat("all/c.md") is None
     assert view.read_text("/p/dir/sub/y") == "y\n"
     assert view.read_text("/p/a.txt") == "a\n"
+
+
+def test_copy_from_an_image(busybox_store, tmp_path):
+    res, view = _build(
+        busybox_store,
+        tmp_path,
+        "FROM scratch\nCOPY --from=busybox:latest /etc/passwd /etc/group /etc/\n",
+    )
+    assert view.read_text("/etc/passwd").startswith("root:")
+    assert view.read_text("/etc/group").startswith("root:")
+    with pytest.raises(BuildError, match="not in the local store"):
+        _build(busybox_store, tmp_path, "FROM scratch\nCOPY --from=nosuch:1 /x /x\n")
