@@ -72,8 +72,11 @@ def test_init_forwards_signals_and_reaps(tmp_path, rootfs):
         deadline = time.monotonic() + 10
         while b"ready" not in out_path.read_bytes() and time.monotonic() < deadline:
             time.sleep(0.01)
-        # the orphaned `sleep 0` was reparented to PID 1 and reaped: no zombie in the container
-        zombies = [p for p in _container_pids(c) if "Z" in _proc_status(p).get("State", "")]
+        # the orphaned `sleep 0` was reparented to PID 1 and reaped: no zombie stays around
+        zombies = [0]
+        while zombies and time.monotonic() < deadline:
+            zombies = [p for p in _container_pids(c) if "Z" in _proc_status(p).get("State", "")]
+            time.sleep(0.01)
         c.kill(signal.SIGTERM)
         res = c.wait()
     assert res.exit_code == 42
