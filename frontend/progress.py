@@ -116,9 +116,17 @@ class RichRenderer(Renderer):
         from rich.live import Live
 
         self.console = Console(file=out)
+        self._state_lock = threading.Lock()  # the refresh thread reads what handle() writes
         self.steps: dict[int, dict] = {}
         self.tails: dict[int, deque[str]] = {}
-        self.live = Live(console=self.console, refresh_per_second=8, transient=False)
+        # get_renderable: the auto-refresh redraws from the current state, so the time of a
+        # running step keeps ticking between events.
+        self.live = Live(
+            console=self.console,
+            refresh_per_second=8,
+            transient=False,
+            get_renderable=self._view,
+        )
         self.live.start()
 
     def _view(self):
@@ -129,7 +137,10 @@ class RichRenderer(Renderer):
         table.add_column(justify="right", style="dim")
         table.add_column()
         table.add_column(justify="right")
-        for num, st in sorted(self.steps.items()):
+        with self._state_lock:
+            steps = [(n, dict(st)) for n, st in sorted(self.steps.items())]
+            tails = {n: list(t) for n, t in self.tails.items()}
+        for num, st in steps:
             state = st["state"]
             if state == "running":
                 secs = time.time() - st["start"]
@@ -141,14 +152,23 @@ class RichRenderer(Renderer):
             else:
                 mark = Text("ERROR", style="bold red")
             table.add_row(f"#{num}", Text(st["name"]), mark)
-            if state in ("running", "failed") and self.tails.get(num):
-                for line in self.tails[num]:
+            if state in ("running", "failed") and tails.get(num):
+                for line in tails[num]:
                     table.add_row("", Text("  " + line[:200], style="dim"), "")
             if st.get("why"):
                 table.add_row("", Text("  cache miss: " + st["why"], style="dim"), "")
         return table
 
     def handle(self, ev: Event) -> None:
+        if ev.kind == "info":
+            self.live.console.print(ev.text)
+            return
+        with self._state_lock:
+            self._apply(ev)
+        if ev.kind != "log":  # output is shown by the periodic refresh, not line by line
+            self.live.refresh()
+
+    def _apply(self, ev: Event) -> None:
         st = self.steps.setdefault(ev.step, {"name": ev.name, "state": "running", "start": ev.time})
         if ev.kind == "started":
             st.update(name=ev.name, state="running", start=ev.time)
@@ -166,12 +186,9 @@ class RichRenderer(Renderer):
             self.tails.pop(ev.step, None)
         elif ev.kind == "failed":
             st.update(state="failed")
-        elif ev.kind == "info":
-            self.live.console.print(ev.text)
-        self.live.update(self._view())
 
     def close(self) -> None:
-        self.live.update(self._view())
+        self.live.refresh()
         self.live.stop()
 
 
