@@ -226,3 +226,95 @@ def test_save_selection_follows_docker(busybox_store):
     assert tags == ["other:1", "busybox:v2"]
     [(_, tags)] = select_for_save(busybox_store, [image.short_id])  # an id: untagged
     assert tags == []
+
+
+def test_multi_platform_index_loads_this_machines_image(tmp_path):
+    """An OCI archive whose index points at a multi-platform index: the host's manifest wins."""
+    import platform
+
+    def sha(data: bytes) -> str:
+        return "sha256:" + hashlib.sha256(data).hexdigest()
+
+    def layer(name: str) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tf:
+            info = tarfile.TarInfo(name)
+            info.size = 2
+            tf.addfile(info, io.BytesIO(b"x\n"))
+        return buf.getvalue()
+
+    host = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    other = "s390x" if host != "s390x" else "amd64"
+    blobs: dict[str, bytes] = {}
+    manifests = []
+    for arch in (other, host):
+        lay = layer(f"only-on-{arch}")
+        cfg = json.dumps(
+            {
+                "architecture": arch,
+                "os": "linux",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [sha(lay)]},
+            }
+        ).encode()
+        man = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {
+                    "mediaType": "application/vnd.oci.image.config.v1+json",
+                    "digest": sha(cfg),
+                    "size": len(cfg),
+                },
+                "layers": [
+                    {
+                        "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": sha(lay),
+                        "size": len(lay),
+                    }
+                ],
+            }
+        ).encode()
+        for b in (lay, cfg, man):
+            blobs[sha(b)] = b
+        manifests.append(
+            {
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": sha(man),
+                "size": len(man),
+                "platform": {"architecture": arch, "os": "linux"},
+            }
+        )
+    inner = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        }
+    ).encode()
+    blobs[sha(inner)] = inner
+    top = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": sha(inner),
+                "size": len(inner),
+                "annotations": {"io.containerd.image.name": "docker.io/library/multi:1"},
+            }
+        ],
+    }
+    out = tmp_path / "multi.tar"
+    with tarfile.open(out, "w") as tf:
+        files = {f"blobs/sha256/{d[7:]}": b for d, b in blobs.items()}
+        files["index.json"] = json.dumps(top).encode()
+        files["oci-layout"] = b'{"imageLayoutVersion":"1.0.0"}'
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    store = Store.open(tmp_path / "root")
+    [loaded] = load_archive(store, out)
+    assert loaded.tags == ("multi:1",)
+    image = store.get_image("multi:1")
+    assert image.config["architecture"] == host
