@@ -46,6 +46,18 @@ def _from_refs(node) -> list[str]:  # noqa: ANN001
     return refs
 
 
+_PLATFORM_WORDS = ("PLATFORM", "ARCH", "TARGETOS", "BUILDOS", "VARIANT")
+
+
+def _mentions_platform(nodes) -> bool:  # noqa: ANN001
+    for node in nodes:
+        if node.cmd.upper() in ("ARG", "FROM") and any(
+            w in a for a in node.args for w in _PLATFORM_WORDS
+        ):
+            return True
+    return False
+
+
 def plan_stages(
     parsed,  # noqa: ANN001 - builder.parser.ParseResult
     build_args: dict[str, str],
@@ -53,11 +65,16 @@ def plan_stages(
     filename: str = "Dockerfile",
 ) -> tuple[list[Stage], dict[str, str]]:
     """(the stages to build in order, the global ARG values)."""
-    from builder.dag import automatic_platform_args
     from builder.expand import expand_word
 
     escape = parsed.escape
-    meta: dict[str, str] = dict(automatic_platform_args())
+    meta: dict[str, str] = {}
+    if _mentions_platform(parsed.nodes):
+        # BuildKit's automatic TARGETPLATFORM, BUILDARCH, ... (the front end's list); only
+        # imported when a Dockerfile names one, which keeps a cached rebuild's start-up short.
+        from builder.dag import automatic_platform_args
+
+        meta.update(automatic_platform_args())
     stages: list[Stage] = []
     by_name: dict[str, int] = {}
     for node in parsed.nodes:
