@@ -1,40 +1,36 @@
-"""Image archives: `pydock save` writes them, `pydock load` reads them.
+"""Image archives: `pydock load` reads them (`pydock save` writes them: cache/archive_save.py,
+whose `save_images` and `select_for_save` are importable from here too).
 
-Written (`save_images`): the layout of `docker save` since Docker 25, which is at the same time
-an OCI image layout: `oci-layout`, `index.json`, `blobs/sha256/<hex>`, plus Docker's
-`manifest.json` and `repositories` (left out with `fmt="oci"`). Blobs are the store's own bytes
-(uncompressed layers, so layer digest == diff id), so the manifest digests are kept.
-
-Read (`load_archive`): OCI layouts, Docker >= 25 archives, containerd-style archives (layer blobs
-gzip or zstd compressed) and the legacy `manifest.json` + `<id>/layer.tar` archives, plain or
-compressed as a whole. Loading never changes the store until everything has been checked:
-the outer tar is screened (tarsafe, plus our own rule that it holds only files and dirs), every
-member is copied to a staging dir under ROOT/tmp and hashed, every blob must match its name and
-every descriptor its blob, every layer is decompressed and must match its config diff id, and
-every layer is applied to a scratch dir by the safe applier (which refuses hostile members).
-Only then, under the store lock, are layers, configs and tags committed.
+Read (`load_archive`): OCI layouts (tar or directory), Docker >= 25 archives, containerd-style
+archives (layer blobs gzip or zstd compressed) and the legacy `manifest.json` +
+`<id>/layer.tar` archives, plain or compressed as a whole. Loading never changes the store
+until everything has been checked: the outer tar is screened (tarsafe, plus our own rule that
+it holds only files and dirs), every member is copied to a staging dir under ROOT/tmp and
+hashed, every blob must match its name and every descriptor its blob, every layer is
+decompressed and must match its config diff id, the history must match the layers, and every
+layer is applied by the safe applier (which refuses hostile members). Only then, under the
+store lock, are layers, configs and tags committed (and taken back if the store still refuses
+something); the checked trees then become the layers' unpacked dirs.
 """
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import json
-import lzma
 import os
 import platform
 import posixpath
 import shutil
-import subprocess
 import tarfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from cache.digest import COPY_CHUNK, Hasher, is_digest, sha256_bytes
+from cache.archive_save import save_images as save_images
+from cache.archive_save import select_for_save as select_for_save
+from cache.decompress import copy_hashing, open_decompressed, sniff_compression
+from cache.digest import COPY_CHUNK, Hasher, is_digest
 from cache.errors import PydockError
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -47,187 +43,9 @@ ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
 ANNOTATION_IMAGE_NAME = "io.containerd.image.name"
 MAX_JSON = 8 << 20
 
-GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-XZ_MAGIC = b"\xfd7zXZ\x00"
-BZIP2_MAGIC = b"BZh"
-
 
 class ArchiveError(PydockError):
     """An archive that cannot be loaded: corrupt, incomplete, inconsistent or hostile."""
-
-
-# --- compression --------------------------------------------------------------------------------
-
-
-def sniff_compression(head: bytes) -> str | None:
-    """ "gzip", "zstd", "xz", "bzip2" or None (plain) from the first bytes of a stream."""
-    if head.startswith(GZIP_MAGIC):
-        return "gzip"
-    if head.startswith(ZSTD_MAGIC):
-        return "zstd"
-    if head.startswith(XZ_MAGIC):
-        return "xz"
-    if head.startswith(BZIP2_MAGIC) and len(head) > 3 and head[3:4].isdigit():
-        return "bzip2"
-    return None
-
-
-class _ZstdReader:
-    """Decompresses zstd through the `zstd` program (Python 3.11 has no zstd module); a
-    thread feeds the program's stdin so that neither pipe can fill up."""
-
-    def __init__(self, src: Any, what: str) -> None:
-        import threading
-
-        self.what = what
-        try:
-            self._proc = subprocess.Popen(
-                ["zstd", "-d", "-c", "-q"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-            )
-        except FileNotFoundError:
-            raise ArchiveError(
-                f"{what}: zstd-compressed, but the zstd program is not installed"
-            ) from None
-
-        def feed() -> None:
-            assert self._proc.stdin is not None
-            try:
-                while chunk := src.read(COPY_CHUNK):
-                    self._proc.stdin.write(chunk)
-            except (BrokenPipeError, OSError):
-                pass
-            finally:
-                with contextlib.suppress(OSError):
-                    self._proc.stdin.close()
-
-        self._feeder = threading.Thread(target=feed, daemon=True)
-        self._feeder.start()
-
-    def read(self, n: int = -1) -> bytes:
-        assert self._proc.stdout is not None
-        data = self._proc.stdout.read(n) if n >= 0 else self._proc.stdout.read()
-        if not data or (n > 0 and len(data) < n):
-            self._finish()
-        return data
-
-    def _finish(self) -> None:
-        if self._proc.returncode is None:
-            assert self._proc.stderr is not None
-            err = self._proc.stderr.read().decode(errors="replace").strip().splitlines()
-            if self._proc.wait() != 0:
-                detail = err[-1] if err else f"exit status {self._proc.returncode}"
-                raise ArchiveError(f"{self.what}: corrupt zstd stream ({detail})")
-
-    def close(self) -> None:
-        if self._proc.returncode is None:
-            with contextlib.suppress(OSError):
-                self._proc.kill()
-            self._proc.wait()
-        for f in (self._proc.stdout, self._proc.stderr):
-            if f is not None:
-                f.close()
-
-
-class _CheckedReader:
-    """Wraps a decompressing reader so that its errors become one-line `ArchiveError`s."""
-
-    def __init__(self, inner: Any, kind: str, what: str) -> None:
-        self.inner = inner
-        self.kind = kind
-        self.what = what
-
-    def read(self, n: int = -1) -> bytes:
-        try:
-            return self.inner.read(n)
-        except ArchiveError:
-            raise
-        except EOFError:
-            raise ArchiveError(f"{self.what}: truncated {self.kind} stream") from None
-        except (OSError, zlib.error, lzma.LZMAError, ValueError) as e:
-            raise ArchiveError(f"{self.what}: corrupt {self.kind} stream ({e})") from None
-
-    def readinto(self, buf: Any) -> int:
-        data = self.read(len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.inner.close()
-
-    def __enter__(self) -> _CheckedReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Peeked:
-    """A stream with some bytes already read from its front put back."""
-
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
-        self.head = head
-        self.rest = rest
-
-    def read(self, n: int = -1) -> bytes:
-        if self.head:
-            if n < 0:
-                data, self.head = self.head + self.rest.read(), b""
-                return data
-            data, self.head = self.head[:n], self.head[n:]
-            if len(data) < n:
-                data += self.rest.read(n - len(data))
-            return data
-        return self.rest.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-    def close(self) -> None:
-        pass  # the underlying stream belongs to the caller
-
-    def fileno(self) -> int:
-        if self.head:
-            raise OSError("peeked stream has buffered bytes")
-        return self.rest.fileno()
-
-
-def open_decompressed(src: BinaryIO, what: str) -> tuple[Any, str | None]:
-    """A reader of the plain bytes of `src` (gzip/zstd/xz/bzip2 detected by magic) and the
-    compression found (None for plain). Decompression errors are `ArchiveError`s naming `what`.
-    The caller closes the reader (not `src`)."""
-    head = src.read(8)
-    kind = sniff_compression(head)
-    if kind is None:
-        return _Peeked(head, src), None
-    if kind == "zstd":
-        return _CheckedReader(_ZstdReader(_Peeked(head, src), what), kind, what), kind
-    peeked = _Peeked(head, src)
-    if kind == "gzip":
-        inner: Any = gzip.GzipFile(fileobj=peeked, mode="rb")
-    elif kind == "xz":
-        inner = lzma.LZMAFile(peeked, "rb")
-    else:
-        inner = bz2.BZ2File(peeked, "rb")
-    return _CheckedReader(inner, kind, what), kind
-
-
-def copy_hashing(src: Any, dst: BinaryIO, limit: int | None = None) -> tuple[str, int]:
-    """Copy `src` to its end into `dst`, returning ("sha256:<hex>", size)."""
-    h = Hasher()
-    while chunk := src.read(COPY_CHUNK):
-        h.update(chunk)
-        dst.write(chunk)
-        if limit is not None and h.size > limit:
-            raise ArchiveError(f"content larger than the limit of {limit} bytes")
-    return str(h.digest()), h.size
 
 
 # --- records ------------------------------------------------------------------------------------
@@ -844,166 +662,3 @@ def _commit(store: Any, prepared: list, staging: Path | None = None) -> list[Loa
 
 
 _ZERO = "sha256:" + "0" * 64
-
-
-# --- save ---------------------------------------------------------------------------------------
-
-
-def select_for_save(store: Any, names: list[str]) -> list[tuple[Any, list[str]]]:
-    """(image, tags) per name, as `docker save`: a tag saves that tag, a bare repository name
-    saves all its tags, an id saves the image untagged."""
-    from cache.refs import try_parse_reference
-
-    out: dict[str, tuple[Any, list[str]]] = {}
-    for name in names:
-        ref = try_parse_reference(name, default_tag=False)
-        pairs: list[tuple[Any, str | None]] = []
-        if ref is not None and ref.tag is None and ref.digest is None:
-            for img in store.list_images():
-                for t in img.tags:
-                    tref = try_parse_reference(t)
-                    if tref is not None and tref.name == ref.name:
-                        pairs.append((img, t))
-        if not pairs:
-            img = store.get_image(name)
-            tagged = (
-                ref is not None and ref.digest is None and str(ref.with_default_tag()) in img.tags
-            )
-            pairs.append((img, str(ref.with_default_tag()) if tagged else None))
-        for img, t in pairs:
-            entry = out.setdefault(str(img.image_id), (img, []))
-            if t and t not in entry[1]:
-                entry[1].append(t)
-    return list(out.values())
-
-
-def _tar_info(name: str, size: int, *, is_dir: bool = False) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.size = 0 if is_dir else size
-    info.type = tarfile.DIRTYPE if is_dir else tarfile.REGTYPE
-    info.mode = 0o755 if is_dir else 0o644
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info
-
-
-class _HashingReader:
-    """Reads a blob file for the tar writer and checks its digest once all of it was read."""
-
-    def __init__(self, f: BinaryIO, digest: str) -> None:
-        self.f = f
-        self.digest = digest
-        self.h = Hasher()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.f.read(n)
-        self.h.update(data)
-        return data
-
-    def check(self) -> None:
-        if str(self.h.digest()) != self.digest:
-            raise ArchiveError(
-                f"blob {self.digest} in the store is corrupt (hashes to {self.h.digest()})"
-            )
-
-
-def save_images(
-    store: Any, selections: list[tuple[Any, list[str]]], out: BinaryIO, *, fmt: str = "docker"
-) -> None:
-    """Write an archive of images to `out`.
-
-    `selections` are (image, tags to record) pairs, in command-line order; `fmt` is "docker"
-    (Docker >= 25 layout: OCI layout plus manifest.json and repositories) or "oci".
-    """
-    from cache.refs import parse_reference
-
-    if fmt not in ("docker", "oci"):
-        raise ArchiveError(f"unknown archive format {fmt!r} (want docker or oci)")
-    index_descs: list[dict] = []
-    manifest_items: list[dict] = []
-    repositories: dict[str, dict[str, str]] = {}
-    blobs: list[str] = []  # in the order written, no repeats
-
-    def want(d: str) -> None:
-        if d not in blobs:
-            blobs.append(d)
-
-    for image, tags in selections:
-        md = str(image.manifest_digest)
-        manifest_bytes = _store_blob_bytes(store, md)
-        manifest = json.loads(manifest_bytes)
-        config_digest = manifest["config"]["digest"]
-        layer_digests = [ld["digest"] for ld in manifest.get("layers") or []]
-        for d in [md, config_digest, *layer_digests]:
-            want(d)
-        base = {
-            "mediaType": manifest.get("mediaType", MEDIA_MANIFEST),
-            "digest": md,
-            "size": len(manifest_bytes),
-        }
-        refs = [parse_reference(t) for t in tags]
-        if not refs:
-            index_descs.append(base)
-        for ref in refs:
-            tag_name = ref.tag if fmt == "docker" else str(ref)
-            index_descs.append(
-                {
-                    **base,
-                    "annotations": {ANNOTATION_IMAGE_NAME: ref.full, ANNOTATION_REF_NAME: tag_name},
-                }
-            )
-            if layer_digests:
-                repositories.setdefault(ref.familiar_name, {})[ref.tag] = image.diff_ids[-1].split(
-                    ":", 1
-                )[1]
-        manifest_items.append(
-            {
-                "Config": f"blobs/sha256/{config_digest.split(':', 1)[1]}",
-                "RepoTags": [str(r) for r in refs] or None,
-                "Layers": [f"blobs/sha256/{d.split(':', 1)[1]}" for d in layer_digests],
-            }
-        )
-
-    index = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": index_descs}
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:
-
-        def add_bytes(name: str, data: bytes) -> None:
-            import io
-
-            tf.addfile(_tar_info(name, len(data)), io.BytesIO(data))
-
-        tf.addfile(_tar_info("blobs", 0, is_dir=True))
-        tf.addfile(_tar_info("blobs/sha256", 0, is_dir=True))
-        for d in blobs:
-            path = store.blob_path(d)
-            try:
-                f = open(path, "rb")  # noqa: SIM115 - closed below
-            except FileNotFoundError:
-                raise ArchiveError(f"blob {d} is missing from the store") from None
-            with f:
-                size = os.fstat(f.fileno()).st_size
-                reader = _HashingReader(f, d)
-                tf.addfile(_tar_info(f"blobs/sha256/{d.split(':', 1)[1]}", size), reader)
-                reader.check()
-        add_bytes("index.json", json.dumps(index, separators=(",", ":")).encode())
-        if fmt == "docker":
-            items = []
-            for item in manifest_items:
-                if item["RepoTags"] is None:
-                    item = {k: v for k, v in item.items() if k != "RepoTags"}
-                items.append(item)
-            add_bytes("manifest.json", json.dumps(items, separators=(",", ":")).encode())
-            if repositories:
-                add_bytes("repositories", json.dumps(repositories, separators=(",", ":")).encode())
-        add_bytes("oci-layout", b'{"imageLayoutVersion":"1.0.0"}')
-
-
-def _store_blob_bytes(store: Any, digest: str) -> bytes:
-    reader = getattr(store, "read_blob", None)
-    if reader is not None:
-        return reader(digest)
-    data = store.blob_path(digest).read_bytes()
-    if str(sha256_bytes(data)) != digest:
-        raise ArchiveError(f"blob {digest} in the store is corrupt")
-    return data

@@ -15,8 +15,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from cache.errors import PydockError
-
 # The --format evaluator lives in cache/gotemplate.py; these names stay importable from here.
 from cache.gotemplate import TemplateError as TemplateError
 from cache.gotemplate import go_value as go_value
@@ -53,10 +51,6 @@ _CONFIG_KEYS: list[tuple[str, Any]] = [
 ]
 # Shown only when set (Docker's omitempty fields).
 _OMIT_EMPTY = {"ExposedPorts", "Healthcheck", "ArgsEscaped", "StopSignal", "Shell"}
-
-
-class NameNotFound(PydockError):
-    """`inspect` found neither an image nor a container of that name."""
 
 
 # --- small field helpers ----------------------------------------------------------------------

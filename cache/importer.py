@@ -171,7 +171,7 @@ def import_rootfs(
     Returns the stored `Image`. Errors leave the store unchanged.
     """
     from cache.applier import apply_layer
-    from cache.archive import open_decompressed
+    from cache.decompress import open_decompressed
     from cache.refs import parse_reference
     from cache.tarwriter import write_layer
 
