@@ -388,3 +388,24 @@ def test_system_prune_removes_stopped_containers_image_prune_does_not(busybox_st
     assert not (root / "containers" / cid).exists()
     out = ok(root, "image", "prune", "-a", "-f")
     assert "untagged: busybox:latest" in out
+
+
+def test_image_group_aliases(busybox_store, tmp_path):
+    root = busybox_store.root
+    image = busybox_store.get_image("busybox")
+    assert ok(root, "image", "tag", "busybox", "grp:1") == ""
+    out = tmp_path / "g.tar"
+    assert ok(root, "image", "save", "-o", str(out), "grp:1") == ""
+    fresh = tmp_path / "fresh"
+    assert ok(fresh, "image", "load", "-i", str(out)) == "Loaded image: grp:1\n"
+    assert ok(fresh, "image", "list", "-q") == f"{image.short_id}\n"
+    rootfs = tmp_path / "rootfs.tar"
+    subprocess.run(
+        ["tar", "-C", str(busybox_store.root / "l"), "-cf", str(rootfs), "--files-from=/dev/null"],
+        check=True,
+    )
+    new_id = ok(fresh, "image", "import", str(rootfs), "empty:1").strip()
+    assert ok(fresh, "images", "-q", "--no-trunc", "empty") == f"{new_id}\n"
+    assert ok(fresh, "image", "remove", "empty:1").endswith(f"Deleted: {new_id}\n")
+    p = pydock(root, "image")
+    assert p.returncode == 1 and "COMMAND" in p.stdout
