@@ -29,7 +29,12 @@ from typing import Any, BinaryIO
 
 from cache.archive_save import save_images as save_images
 from cache.archive_save import select_for_save as select_for_save
-from cache.decompress import copy_hashing, open_decompressed, sniff_compression
+from cache.decompress import (
+    CompressionError,
+    copy_hashing,
+    open_decompressed,
+    sniff_compression,
+)
 from cache.digest import COPY_CHUNK, Hasher, is_digest
 from cache.errors import PydockError
 
@@ -269,8 +274,8 @@ def _read_json(m: _Member, what: str) -> Any:
         raise ArchiveError(f"{what} is too large ({m.size} bytes)")
     try:
         return json.loads(m.path.read_bytes())
-    except (ValueError, UnicodeError) as e:
-        raise ArchiveError(f"{what} is not valid JSON ({e})") from None
+    except (ValueError, UnicodeError, RecursionError) as e:
+        raise ArchiveError(f"{what} is not valid JSON ({type(e).__name__}: {e})") from None
 
 
 def _verify_blobs(members: dict[str, _Member]) -> None:
@@ -495,10 +500,22 @@ def _uncompressed_layer(layer: _Layer, staging: Path) -> tuple[Path, str, int]:
         reader, _ = open_decompressed(f, what)
         try:
             with open(out, "wb") as o:
-                digest, size = copy_hashing(reader, o)
+                digest, size = copy_hashing(reader, o, limit=_room(staging))
+        except CompressionError as e:
+            if "larger than the limit" not in e.message:
+                raise
+            raise ArchiveError(
+                f"{what}: decompresses to more than the free space of the store"
+            ) from None
         finally:
             reader.close()
         return out, digest, size
+
+
+def _room(path: Path) -> int:
+    """Bytes that may still be written under `path` (a margin is kept for everything else)."""
+    st = os.statvfs(path)
+    return max(0, st.f_bavail * st.f_frsize - (256 << 20))
 
 
 def sha256_file(path: Path) -> str:

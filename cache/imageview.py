@@ -197,7 +197,7 @@ def list_images_fast(root: str) -> list[ImageSummary] | None:
                 )
             )
         return out
-    except (_NotSimple, OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (_NotSimple, OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None
 
 

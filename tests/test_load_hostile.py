@@ -299,6 +299,12 @@ def _outer_absolute(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", files)
 
 
+def _deep_json(tmp: Path) -> Path:
+    files = image_files([ok_layer()])
+    files["manifest.json"] = b"[" * 200000 + b"]" * 200000
+    return write_tar(tmp / "a.tar", files)
+
+
 def _no_image(tmp: Path) -> Path:
     return write_tar(tmp / "a.tar", {"hello.txt": b"hi"})
 
@@ -334,6 +340,7 @@ CASES = {
     "not a tar": (_not_a_tar, "not a tar archive"),
     "diff_id mismatch": (_diff_id_mismatch, "diff_id mismatch"),
     "no image in it": (_no_image, "not an image archive"),
+    "absurdly nested JSON": (_deep_json, "manifest.json is not valid JSON"),
     "outer member with ..": (_outer_dotdot, "escape.txt"),
     "outer absolute member": (_outer_absolute, "escape.txt"),
     "history does not match layers": (_history_mismatch, "non-empty entries"),
@@ -442,3 +449,16 @@ def test_a_store_refusal_during_commit_is_rolled_back(busybox_store, tmp_path):
         load_archive(store, archive)
     assert len(calls) == 2
     assert snapshot(store.root) == before
+
+
+def test_a_layer_that_decompresses_beyond_the_free_space_is_refused(
+    busybox_store, tmp_path, monkeypatch
+):
+    import cache.archive
+
+    archive = write_tar(tmp_path / "gz.tar", image_files([ok_layer()], compress="gzip"))
+    monkeypatch.setattr(cache.archive, "_room", lambda path: 1000)
+    before = snapshot(busybox_store.root)
+    with pytest.raises(cache.archive.ArchiveError, match="more than the free space"):
+        cache.archive.load_archive(busybox_store, archive)
+    assert snapshot(busybox_store.root) == before
