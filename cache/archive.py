@@ -121,7 +121,13 @@ def _plain_archive(path: Path, staging: Path) -> Path:
         reader, _ = open_decompressed(f, "archive")
         try:
             with open(out, "wb") as o:
-                copy_hashing(reader, o)
+                copy_hashing(reader, o, limit=_room(staging))
+        except CompressionError as e:
+            if "larger than the limit" not in e.message:
+                raise
+            raise ArchiveError(
+                "archive decompresses to more than the free space of the store"
+            ) from None
         finally:
             reader.close()
         return out
