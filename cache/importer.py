@@ -249,7 +249,23 @@ def import_rootfs(
         adopt = getattr(store, "adopt_unpacked_base", None)
         if adopt is not None and not epoch:
             try:
+                _as_unpacked_root(rootfs)
                 adopt(diff_id, unpack)
             except (PydockError, OSError):
                 pass
         return image
+
+
+def _as_unpacked_root(rootfs: Path) -> None:
+    """Give the tree's top dir what an unpack of the written layer gives it.
+
+    A rootfs tarball may carry a "./" entry (its mode, owner, xattrs land on the top dir), but
+    the layer written from the tree has no entry for its root, so an unpack of that layer
+    starts from a fresh dir: 0755 (less the umask), owned by this process, no xattrs.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chown(rootfs, os.geteuid(), os.getegid())
+    os.chmod(rootfs, 0o755 & ~umask)
+    for name in os.listxattr(rootfs):
+        os.removexattr(rootfs, name)

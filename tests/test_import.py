@@ -231,7 +231,16 @@ def test_imported_tree_becomes_the_unpacked_layer(store, tmp_path, monkeypatch):
     from cache.applier import apply_layer
 
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
-    image = import_rootfs(store, io.BytesIO(gzip.compress(rootfs_tar())), tag="adopt:1")
+    # a "./" entry with its own mode: the layer has no root entry, so neither may the lower dir
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        top = tarfile.TarInfo("./")
+        top.type, top.mode = tarfile.DIRTYPE, 0o700
+        tf.addfile(top)
+        with tarfile.open(fileobj=io.BytesIO(rootfs_tar(prefix="./"))) as src:
+            for m in src:
+                tf.addfile(m, src.extractfile(m) if m.isreg() else None)
+    image = import_rootfs(store, io.BytesIO(gzip.compress(buf.getvalue())), tag="adopt:1")
     [layer] = store.all_unpacked()
     assert layer.diff_id == image.diff_ids[0] and layer.parent is None
     assert list((store.root / "tmp").iterdir()) == []
@@ -240,5 +249,6 @@ def test_imported_tree_becomes_the_unpacked_layer(store, tmp_path, monkeypatch):
     with store.layer_tar(image.diff_ids[0]) as f:
         apply_layer(f, fresh, whiteouts="overlay")
     assert tree(layer.path) == tree(fresh)
+    assert os.stat(layer.path).st_mode == os.stat(fresh).st_mode
     [lower] = store.unpacked_lowers(image.diff_ids)
     assert os.path.realpath(lower) == os.path.realpath(layer.path)
