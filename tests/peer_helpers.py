@@ -112,10 +112,15 @@ def _decompress(data: bytes) -> bytes:
 def read_archive(path: Path) -> ImageDump:
     """Read a docker-save or OCI archive holding one image."""
     with tarfile.open(path) as tf:
-        members = {m.name.lstrip("./"): m for m in tf.getmembers() if m.isfile()}
+        members = {_norm(m.name): m for m in tf.getmembers()}
 
         def read(name: str) -> bytes:
-            f = tf.extractfile(members[name.lstrip("./")])
+            m = members[_norm(name)]
+            if m.issym():  # docker save links a layer that two images share
+                m = members[
+                    _norm(os.path.normpath(os.path.join(os.path.dirname(m.name), m.linkname)))
+                ]
+            f = tf.extractfile(m)
             assert f is not None
             return f.read()
 
@@ -301,6 +306,10 @@ def _setup_copy_basic(ctx: Path) -> None:
     (ctx / "dir" / "sub").chmod(0o750)
 
 
+def _setup_copy_setuid(ctx: Path) -> None:
+    (ctx / "script.sh").chmod(0o4755)
+
+
 def _setup_copy_dir_mode(ctx: Path) -> None:
     (ctx / "dir").chmod(0o700)
     (ctx / "dir" / "sub").chmod(0o750)
@@ -327,16 +336,26 @@ def _tar(entries: list[tuple[str, str, int, int, int, bytes | str]], compress: b
     return gzip.compress(raw, mtime=0) if compress else raw
 
 
+TAR_ENTRIES = [
+    ("pkg/", "dir", 0o750, 1234, 5678, ""),
+    ("pkg/bin/", "dir", 0o755, 0, 0, ""),
+    ("pkg/bin/tool", "file", 0o755, 1234, 5678, "#!/bin/sh\necho tool\n"),
+    ("pkg/link", "symlink", 0o777, 0, 0, "bin/tool"),
+    ("pkg/secret", "file", 0o600, 99, 99, "s3cret\n"),
+    ("top.txt", "file", 0o644, 0, 0, "top\n"),
+]
+
+
 def _setup_add_tar(ctx: Path) -> None:
-    entries = [
-        ("pkg/", "dir", 0o750, 1234, 5678, ""),
-        ("pkg/bin/", "dir", 0o755, 0, 0, ""),
-        ("pkg/bin/tool", "file", 0o755, 1234, 5678, "#!/bin/sh\necho tool\n"),
-        ("pkg/link", "symlink", 0o777, 0, 0, "bin/tool"),
-        ("pkg/secret", "file", 0o600, 99, 99, "s3cret\n"),
-        ("top.txt", "file", 0o644, 0, 0, "top\n"),
-    ]
-    (ctx / "archive.tar.gz").write_bytes(_tar(entries, compress=True))
+    import bz2
+    import lzma
+
+    raw = _tar(TAR_ENTRIES, compress=False)
+    (ctx / "archive.tar.gz").write_bytes(gzip.compress(raw, mtime=0))
+    (ctx / "archive.tar.bz2").write_bytes(bz2.compress(raw))
+    (ctx / "archive.tar.xz").write_bytes(lzma.compress(raw))
+    # A gzip of something that is not a tar: ADD copies it as it is.
+    (ctx / "single.gz").write_bytes(gzip.compress(b"not a tar\n", mtime=0))
     (ctx / "plain.tar").write_bytes(
         _tar([("a/", "dir", 0o755, 0, 0, ""), ("a/b.txt", "file", 0o640, 3, 4, "b\n")], False)
     )
@@ -351,6 +370,10 @@ def file_text(image: ImageDump, path: str) -> str | None:
                     f = tf.extractfile(m)
                     return f.read().decode() if f else ""
     return None
+
+
+def _setup_add_tar_chown(ctx: Path) -> None:
+    (ctx / "archive.tar.gz").write_bytes(_tar(TAR_ENTRIES, compress=True))
 
 
 def _documented_arg_after_env(image: ImageDump) -> list[str]:
@@ -393,6 +416,81 @@ def _documented_shell(image: ImageDump) -> list[str]:
     return problems
 
 
+def _expect_files(image: ImageDump, want: dict[str, str]) -> list[str]:
+    return [
+        f"/{path}: {got!r}, want {text!r}"
+        for path, text in want.items()
+        if (got := file_text(image, path)) != text
+    ]
+
+
+def _documented_heredoc(image: ImageDump) -> list[str]:
+    # Heredocs (Dockerfile reference, "Here-Documents"): a RUN heredoc is the script, a COPY
+    # heredoc is the file; a quoted delimiter turns expansion off.
+    return _expect_files(
+        image,
+        {
+            "h1": "first\nsecond\n",
+            "h2.txt": "hello world\n",
+            "h3.txt": "literal $NAME\n",
+            "h4": "tabs stripped world\n",
+        },
+    )
+
+
+def _documented_volume_changes(image: ImageDump) -> list[str]:
+    # "If any build steps change the data within the volume after it has been declared,
+    # those changes will be discarded when using the legacy builder. When using Buildkit,
+    # the changes will instead be kept." (Dockerfile reference, VOLUME)
+    return _expect_files(image, {"vol/after": "after\n", "vol/before": "changed\n"})
+
+
+def _documented_run_mount(image: ImageDump) -> list[str]:
+    return _expect_files(
+        image, {"from-bind": "mounted\n", "tmpfs-list": "y\n", "from-cache": "c\n"}
+    )
+
+
+def _documented_workdir_paths(image: ImageDump) -> list[str]:
+    # WORKDIR resolves relative paths against the previous one and creates the folder.
+    fs = image.rootfs()
+    problems = [] if "a/c/d/e/f" in fs else ["/a/c/d/e/f not created"]
+    wd = (image.config.get("config") or {}).get("WorkingDir")
+    if wd != "/a/c/d/e/f":
+        problems.append(f"WorkingDir {wd!r}")
+    return problems
+
+
+def _documented_stage_base(image: ImageDump) -> list[str]:
+    # WORKDIR /srv ran (creating it as root) before USER nobody.
+    srv = image.rootfs().get("srv")
+    return [] if srv and (srv.uid, srv.gid) == (0, 0) else [f"/srv {srv}"]
+
+
+def _documented_copy_symlinks(image: ImageDump) -> list[str]:
+    # Docker resolves the destination inside the image's root, following its symlinks.
+    fs = image.rootfs()
+    problems = _expect_files(image, {"target/f.txt": "f\n", "file": "f\n"})
+    if fs.get("filelink", Entry("absent", 0, 0, 0)).kind != "symlink":
+        problems.append("/filelink is no longer a symlink")
+    return problems
+
+
+def _documented_copy_dangling(image: ImageDump) -> list[str]:
+    return _expect_files(image, {"missing-target": "f\n", "nowhere/file": "f\n"})
+
+
+def _documented_copy_setuid(image: ImageDump) -> list[str]:
+    # COPY keeps a file's mode, setuid and setgid included (what docker build does).
+    fs = image.rootfs()
+    want = {"script.sh": 0o4755, "fromstage/s": 0o4755, "fromstage/g": 0o2755}
+    return [
+        f"/{p}: mode {fs[p].mode:04o}, want {m:04o}" if p in fs else f"/{p} absent"
+        for p, m in want.items()
+        if p not in fs or fs[p].mode != m
+    ]
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -407,10 +505,21 @@ CASES = [
     Case("metadata", documented=_documented_exposed),
     Case("entrypoint_cmd"),
     Case("shell_run", documented=_documented_shell),
-    Case("heredoc"),
+    Case("heredoc", documented=_documented_heredoc),
     Case("whiteout"),
     Case("user_workdir"),
     Case("workdir_user", documented=_documented_workdir_user),
+    Case("add_tar_chown", setup=_setup_add_tar_chown),
+    Case("volume_changes", documented=_documented_volume_changes),
+    Case("stage_base", documented=_documented_stage_base),
+    Case("cmd_forms"),
+    Case("run_mount", documented=_documented_run_mount),
+    Case("copy_symlinks", documented=_documented_copy_symlinks),
+    Case("workdir_paths", documented=_documented_workdir_paths),
+    Case("dockerignore_self"),
+    Case("run_user"),
+    Case("copy_setuid", setup=_setup_copy_setuid, documented=_documented_copy_setuid),
+    Case("copy_dangling", documented=_documented_copy_dangling),
 ]
 
 
@@ -680,17 +789,94 @@ def params(differs: dict[str, str], cannot: dict[str, str]) -> list:
         if case.name in differs:
             reason = f"pybuild differs: {differs[case.name]}"
             marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        if case.name in cannot:
+        if case.name in cannot and case.documented is None:
             marks.append(pytest.mark.skip(reason=cannot[case.name]))
         out.append(pytest.param(case, id=case.name, marks=marks))
     return out
 
 
-def check_case(case: Case, ours: Pybuild, peer, work: Path, quirks: dict[str, Quirk]) -> None:  # noqa: ANN001
-    """Build `case` with both and fail with every difference not explained by a quirk."""
+def check_case(
+    case: Case,
+    ours: Pybuild,
+    peer,  # noqa: ANN001
+    work: Path,
+    quirks: dict[str, Quirk],
+    cannot: dict[str, str],
+) -> None:
+    """Build `case` with both and fail with every difference not explained by a quirk.
+    Where the peer cannot build the case, pybuild's image alone is checked against the
+    documented behaviour."""
+    if case.name in cannot:
+        assert case.documented is not None
+        work.mkdir(parents=True, exist_ok=True)
+        tag = f"diff-{case.name.replace('_', '-')}"
+        a = ours.build(case.materialise(work / "ctx"), tag, case.build_args, work / "a.tar")
+        problems = case.documented(a)
+        why = f"{case.name} (pybuild alone; {peer.name} cannot: {cannot[case.name]}):\n"
+        assert not problems, why + "\n".join(problems)
+        return
     a, b = build_both(case, ours, peer, work)
     quirk = quirks.get(case.name)
     diffs = compare(case, a, b, peer, quirk.paths if quirk else (), quirk.fields if quirk else ())
     if quirk and case.documented is not None:
         diffs += [f"against Docker's docs: {p}" for p in case.documented(a)]
     assert not diffs, f"{case.name}: pybuild and {peer.name} differ:\n" + "\n".join(diffs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """By hand: build cases with pybuild and a peer and print every difference, quirks
+    included (`.venv/bin/python tests/peer_helpers.py --peer docker copy_basic ...`)."""
+    import argparse
+    import sys
+    import tempfile
+
+    sys.path.insert(0, str(PROJECT))
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("--peer", choices=["buildah", "docker"], default="buildah")
+    ap.add_argument("--keep", action="store_true", help="keep the work folder (archives)")
+    ap.add_argument("cases", nargs="*", help="case names (default: all)")
+    args = ap.parse_args(argv)
+    from cache.bootstrap import make_busybox
+    from cache.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="pydock-diff-"))
+    make_busybox(Store.open(work / "root"), "/bin/busybox")
+    ours = Pybuild(work / "root")
+    peer: Buildah | Docker
+    if args.peer == "buildah":
+        peer = Buildah(work / "buildah")
+        base = ours.base_archive(work / "base-oci.tar", "oci")
+    else:
+        peer = Docker()
+        base = ours.base_archive(work / "base.tar", "docker", peer.base_name)
+    status = 0
+    try:
+        peer.prepare(base)
+        for case in CASES:
+            if args.cases and case.name not in args.cases:
+                continue
+            try:
+                a, b = build_both(case, ours, peer, work / case.name)
+            except BuildFailed as e:
+                print(f"== {case.name}: build failed\n{e}")
+                status = 1
+                continue
+            diffs = compare(case, a, b, peer)
+            print(f"== {case.name}: {'same' if not diffs else 'DIFFERENT'}")
+            for d in diffs:
+                print(f"   {d}")
+            status |= bool(diffs)
+    except PeerUnavailable as e:
+        print(f"{peer.name} unavailable: {e}")
+        status = 2
+    finally:
+        peer.cleanup()
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
