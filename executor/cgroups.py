@@ -110,7 +110,9 @@ class CgroupSet:
             if ctrl == "devices":
                 _write(os.path.join(path, "devices.deny"), "a")
                 for rule in _ALLOWED_DEVICES:
-                    _write(os.path.join(path, "devices.allow"), rule)
+                    # a device the parent cgroup does not allow stays denied (EPERM here)
+                    with contextlib.suppress(OSError):
+                        _write(os.path.join(path, "devices.allow"), rule)
         self._limits_v1(limits)
 
     def _need(self, ctrl: str) -> str:
