@@ -108,6 +108,8 @@ class LayerBuilder:
             if sub in self._dirs:
                 continue
             existing = self.view.lstat(sub) if self.view is not None else None
+            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+                raise CopyError(f"cannot create /{rel}: /{sub} is not a directory in the image")
             if existing is not None and stat.S_ISDIR(existing.st_mode):
                 attrs = (
                     stat.S_IMODE(existing.st_mode),

@@ -501,6 +501,11 @@ class Solver(MetadataSteps, RunSteps):
         except PydockError as exc:
             self.progress.failed(num, exc.message.splitlines()[0])
             raise BuildError(f"{name}: {exc.message}") from None
+        except OSError as exc:
+            # e.g. a COPY whose destination runs through a file of the image
+            what = f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
+            self.progress.failed(num, what)
+            raise BuildError(f"{name}: {what}") from None
         history = {"created": now(self.sde), "created_by": created_by}
         result = {"diff_id": diff_id, "history": history}
         self.cache.write(CacheEntry(key, list(parts), result, detail=detail or {}))

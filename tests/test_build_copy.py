@@ -166,3 +166,8 @@ def test_copy_from_an_image(busybox_store, tmp_path):
     assert view.read_text("/etc/group").startswith("root:")
     with pytest.raises(BuildError, match="not in the local store"):
         _build(busybox_store, tmp_path, "FROM scratch\nCOPY --from=nosuch:1 /x /x\n")
+
+
+def test_destination_through_a_file_is_refused(busybox_store, tmp_path):
+    with pytest.raises(BuildError, match="/etc/passwd is not a directory in the image"):
+        _build(busybox_store, tmp_path, "FROM busybox\nCOPY a.txt /etc/passwd/x\n")
