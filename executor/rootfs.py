@@ -1,10 +1,12 @@
 """Building the container's root inside its private mount namespace, then switching to it.
 
 Runs in the container's PID 1 before the exec (so: no imports, no NSS, host paths only for
-what the host provides). Order, following runc: `/` made rprivate; overlay on `merged`;
-/proc, /dev (fresh nodev tmpfs with bind-mounted host nodes, devpts, shm, mqueue), /sys;
-the etc files; the caller's mounts; masked and read-only paths; optional read-only root;
-pivot_root and detach of the old root.
+what the host provides). Order, following runc: `/` made rprivate; overlay on `merged`
+(nodev); /proc, /dev (fresh nodev tmpfs with bind-mounted host nodes, devpts, shm, mqueue),
+/sys (read-only) and the container's own cgroups at /sys/fs/cgroup; the etc files; the
+caller's mounts, parents first (binds made nodev: a node made in a host dir must not reach
+a host device); masked and read-only paths; optional read-only root; pivot_root and detach
+of the old root.
 
 Every mount target inside the image is resolved in-root with openat2(RESOLVE_IN_ROOT) and
 mounted through /proc/self/fd/N, so a symlink planted in the image (`/proc -> /`,
