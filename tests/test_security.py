@@ -16,7 +16,7 @@ from pathlib import Path
 
 import executor_rootfs as er
 import pytest
-from executor_rootfs import make_busybox_rootfs, sh, spec_for
+from executor_rootfs import make_busybox_rootfs, run_capture, sh, spec_for
 
 from executor.runtime import run
 from executor.spec import ExecutorError, Mount
@@ -140,6 +140,19 @@ def test_dotdot_and_proc_root_stay_inside(tmp_path, rootfs):
     assert lines[2:6] == ["no-marker", "no-marker", "exe-hidden", "fds-hidden"]
     # only stdio and ls's own directory fd: nothing of the host leaked in
     assert lines[6].split() == ["0", "1", "2", "3"]
+
+
+@pytest.mark.parametrize("init", [True, False])
+def test_no_host_fd_reaches_the_command(tmp_path, rootfs, init):
+    """Even fds the caller made inheritable (a host directory here: the CVE-2024-21626
+    shape) are closed before the exec."""
+    leak = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    os.set_inheritable(leak, True)
+    try:
+        res, out, _ = run_capture(spec_for(tmp_path, rootfs, ["ls", "/proc/self/fd"], init=init))
+    finally:
+        os.close(leak)
+    assert out.split() == ["0", "1", "2", "3"]  # stdio and ls's own directory fd
 
 
 # x86_64 machine code of the probe: (bytes, or ("lea", label) = lea rdi,[rip+label], or
