@@ -11,7 +11,15 @@ import os
 from pathlib import Path
 
 import pytest
-from peer_helpers import Buildah, PeerUnavailable, Pybuild, Quirk, check_case, params
+from peer_helpers import (
+    Buildah,
+    PeerUnavailable,
+    Pybuild,
+    Quirk,
+    check_both_fail,
+    check_case,
+    params,
+)
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
@@ -37,6 +45,10 @@ PEER_CANNOT: dict[str, str] = {
 PEER_QUIRKS: dict[str, Quirk] = {
     "metadata": Quirk(
         "buildah keeps an EXPOSE range as one key '8000-8002/tcp'; Docker expands it",
+        fields=("ExposedPorts",),
+    ),
+    "parser_forms": Quirk(
+        "buildah keeps EXPOSE 8080/TCP upper-case; Docker lower-cases the protocol",
         fields=("ExposedPorts",),
     ),
     "shell_run": Quirk(
@@ -107,3 +119,9 @@ def peers(tmp_path_factory: pytest.TempPathFactory):
 def test_same_image_as_buildah(peers, case, tmp_path: Path) -> None:
     ours, peer = peers
     check_case(case, ours, peer, tmp_path, PEER_QUIRKS, PEER_CANNOT)
+
+
+def test_copy_onto_symlink_loop_is_an_error(peers, tmp_path: Path) -> None:
+    ours, peer = peers
+    # Found by this test (an internal error then); fixed in 1d8b6df.
+    check_both_fail("copy_symlink_loop", ours, peer, tmp_path)

@@ -12,7 +12,15 @@ import os
 from pathlib import Path
 
 import pytest
-from peer_helpers import Docker, PeerUnavailable, Pybuild, Quirk, check_case, params
+from peer_helpers import (
+    Docker,
+    PeerUnavailable,
+    Pybuild,
+    Quirk,
+    check_both_fail,
+    check_case,
+    params,
+)
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
@@ -44,6 +52,11 @@ PEER_QUIRKS: dict[str, Quirk] = {
         " later expansion; the reference says ENV always overrides an ARG of the same name",
         paths=("x.txt",),
         fields=("Env",),
+    ),
+    "scratch_stage": Quirk(
+        "BuildKit writes WorkingDir '/' into an image built FROM scratch; pybuild leaves it"
+        " empty, which means '/' too",
+        fields=("WorkingDir",),
     ),
     "run_mount": Quirk(
         "BuildKit leaves the RUN --mount targets (/mnt, /scratch, /cache) in the image as"
@@ -77,3 +90,9 @@ def peers(tmp_path_factory: pytest.TempPathFactory):
 def test_same_image_as_docker(peers, case, tmp_path: Path) -> None:
     ours, peer = peers
     check_case(case, ours, peer, tmp_path, PEER_QUIRKS, PEER_CANNOT)
+
+
+def test_copy_onto_symlink_loop_is_an_error(peers, tmp_path: Path) -> None:
+    ours, peer = peers
+    # Found by this test (an internal error then); fixed in 1d8b6df.
+    check_both_fail("copy_symlink_loop", ours, peer, tmp_path)
