@@ -134,14 +134,8 @@ def tree(root: Path) -> dict[str, tuple]:
 @needs_umoci
 def test_umoci_unpack_matches_our_applier(busybox_store, tmp_path):
     image = busybox_store.get_image("busybox")
-    # umoci may add files next to the layout (leases): give it a copy
-    layout = tmp_path / "layout"
-    layout.mkdir()
-    for name in ("oci-layout", "index.json"):
-        shutil.copy(busybox_store.root / name, layout / name)
-    shutil.copytree(busybox_store.root / "blobs", layout / "blobs")
     bundle = tmp_path / "bundle"
-    run("umoci", "unpack", "--image", f"{layout}:busybox:latest", str(bundle))
+    run("umoci", "unpack", "--image", f"{busybox_store.root}:busybox:latest", str(bundle))
     ours = tmp_path / "ours"
     ours.mkdir()
     for d in image.diff_ids:
