@@ -146,6 +146,9 @@ def test_umoci_unpack_matches_our_applier(busybox_store, tmp_path):
     assert theirs.keys() == mine.keys()
     assert theirs == mine
     assert "bin/busybox" in mine
+    # and the store's own unpacked lower dir (what pydock run mounts) is the same tree
+    [lower] = busybox_store.unpacked_lowers(image.diff_ids)
+    assert tree(Path(os.path.realpath(lower))) == theirs
 
 
 @needs_skopeo
