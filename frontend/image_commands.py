@@ -64,9 +64,7 @@ def _err(line: str) -> None:
     sys.stderr.write(f"pydock: error: {line}\n")
 
 
-def _print_formatted(
-    fmt: str, objects: list[dict], default_headers: list[str] | None = None
-) -> None:
+def _print_formatted(fmt: str, objects: list[dict]) -> None:
     """Print objects with a --format: "json", "table", "table TEMPLATE" or a Go template."""
     from cache.imageview import header_for, render_template, template_headers
 
