@@ -310,49 +310,8 @@ def _rfc3339(created: str) -> str:
 
 
 def _container_json(c: Any) -> dict:
-    """Docker-shaped container inspect, from the containers helper when it offers one."""
-    for attr in ("inspect", "inspect_json", "to_inspect"):
-        fn = getattr(c, attr, None)
-        if callable(fn):
-            return fn()
-    try:
-        import executor.containers as ec
-
-        fn = getattr(ec, "inspect_container", None) or getattr(ec, "inspect", None)
-        if callable(fn):
-            return fn(c)
-    except ImportError:
-        pass
-    from dataclasses import asdict
-
-    st = c.state
-    state = asdict(st) if hasattr(st, "__dataclass_fields__") else {}
-    from executor.containers import rfc3339 as to_time
-
-    return {
-        "Id": c.id,
-        "Created": to_time(c.created) if isinstance(c.created, int | float) else c.created,
-        "Path": c.path,
-        "Args": c.args,
-        "State": {
-            "Status": state.get("status", ""),
-            "Running": state.get("status") == "running",
-            "Paused": state.get("status") == "paused",
-            "OOMKilled": state.get("oom_killed", False),
-            "Dead": state.get("status") == "dead",
-            "Pid": state.get("pid", 0),
-            "ExitCode": state.get("exit_code", 0),
-            "Error": state.get("error", ""),
-            "StartedAt": to_time(state.get("started_at", 0)),
-            "FinishedAt": to_time(state.get("finished_at", 0)),
-        },
-        "Image": c.image_id,
-        "Name": "/" + c.name.lstrip("/"),
-        "RestartCount": state.get("restart_count", 0),
-        "HostConfig": c.host_config,
-        "Mounts": c.mounts,
-        "Config": {**c.config, "Image": c.image_name},
-    }
+    """Docker's inspect JSON of a container, as the containers helper renders it."""
+    return c.inspect()
 
 
 def _find_container(root: str, name: str) -> Any:
