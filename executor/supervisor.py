@@ -129,20 +129,26 @@ def hold(
         if c.host_config.get("AutoRemove"):
             _auto_remove(root, cstore, c)
         raise
-    out_r = err_r = -1
+    out_r = err_r = in_r = in_w = -1
+    serve = not attach  # a detached supervisor: `pydock attach` clients connect to it
     if not tty:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         spec.stdout, spec.stderr = out_w, err_w
         spec.stdin = 0 if stdin else None
+        if serve and c.config.get("OpenStdin"):
+            # `run -d -i`: the container's stdin stays open for attached clients.
+            in_r, in_w = os.pipe()
+            spec.stdin = in_r
     elif not (attach and os.isatty(1)):
         spec.tty_size = spec.tty_size or (24, 80)
     try:
         handle = runtime.start(spec)
     except ExecutorError as e:
         if not tty:
-            for fd in (out_r, out_w, err_r, err_w):
-                os.close(fd)
+            for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
         _record_exit(cstore, c, e.exit_code, False, e.message)
         log_event(
             root, "die", c.id, {"name": c.name, "image": c.image_name, "exitCode": str(e.exit_code)}
@@ -154,6 +160,9 @@ def hold(
     if not tty:
         os.close(out_w)
         os.close(err_w)
+        if in_r >= 0:
+            os.close(in_r)
+    listener = _listen(c) if serve else None
     cg = getattr(handle, "cgroups", None)
     _record_start(cstore, c, handle.pid, dict(getattr(cg, "paths", None) or {}))
     log_event(root, "start", c.id, {"name": c.name, "image": c.image_name})
@@ -171,13 +180,21 @@ def hold(
 
     log = LogWriter(c.log_path)
     try:
-        if tty:
+        if listener is not None:
+            if tty:
+                _serve(handle, {handle.pty_master: 1}, log, listener, handle.pty_master)
+            else:
+                _serve(handle, {out_r: 1, err_r: 2}, log, listener, in_w)
+        elif tty:
             _pump_tty(handle, log, attach=attach, stdin=stdin)
         else:
             _pump_pipes(out_r, err_r, log, attach=attach, streams=streams)
         result = handle.wait()
     finally:
         log.close()
+        if in_w >= 0:
+            with contextlib.suppress(OSError):
+                os.close(in_w)
         for s, h in old_handlers.items():
             signal.signal(s, h)
     code = result.exit_code
@@ -350,3 +367,165 @@ def _become_daemon(keep: int) -> None:
                 os.close(fd)
     # No SIG_IGN here: ignored signals would survive exec into the container's process.
     os.chdir("/")
+
+
+# --- attach: a detached container's supervisor serves its terminal to `pydock attach` ---------
+#
+# The supervisor listens on an abstract unix socket named after the container (abstract: no
+# path length limit, gone with the process). Only a peer with the supervisor's uid (root) is
+# served. To a client it sends frames `[stream 1|2][length, 4 bytes big-endian][data]`; what a
+# client sends is the container's stdin (the pty with a tty, else the stdin pipe of `-i`).
+
+
+def attach_address(cid: str) -> str:
+    return f"\0pydock-attach/{cid}"
+
+
+def _listen(c: Container):  # noqa: ANN202 - socket.socket | None
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.bind(attach_address(c.id))
+        sock.listen(8)
+    except OSError:
+        sock.close()
+        return None  # attach falls back to following the log
+    return sock
+
+
+def _peer_allowed(conn) -> bool:  # noqa: ANN001
+    import socket
+    import struct
+
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return False
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return uid in (0, os.getuid())
+
+
+def _serve(handle, sources: dict[int, int], log: LogWriter, listener, stdin_fd: int) -> None:  # noqa: ANN001
+    """Move output to the log and to attached clients, clients' input to `stdin_fd`."""
+    clients: dict[int, object] = {}  # fd -> connection, all get the output
+    talking: set[int] = set()  # clients whose input is still open
+    open_src = list(sources)
+    lfd = listener.fileno()
+    try:
+        while open_src:
+            ready, _, _ = select.select([*open_src, lfd, *talking], [], [])
+            for fd in ready:
+                if fd == lfd:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        continue
+                    if _peer_allowed(conn):
+                        conn.settimeout(2.0)  # a stuck client must not stall the container
+                        clients[conn.fileno()] = conn
+                        talking.add(conn.fileno())
+                    else:
+                        conn.close()
+                elif fd in talking:
+                    conn = clients[fd]
+                    try:
+                        data = conn.recv(65536)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        # Its input ended (or it left): it still gets output until a send fails.
+                        talking.discard(fd)
+                    elif stdin_fd >= 0 and not _write_all(stdin_fd, data):
+                        stdin_fd = -1
+                else:
+                    try:
+                        data = os.read(fd, 65536)
+                    except OSError:
+                        data = b""  # EIO from a pty master: every slave end is closed
+                    if not data:
+                        open_src.remove(fd)
+                        if fd != stdin_fd:
+                            os.close(fd)
+                        continue
+                    stream = sources[fd]
+                    log.write("stdout" if stream == 1 else "stderr", data)
+                    frame = bytes([stream]) + len(data).to_bytes(4, "big") + data
+                    for cfd, conn in list(clients.items()):
+                        try:
+                            conn.sendall(frame)
+                        except OSError:
+                            clients.pop(cfd)
+                            talking.discard(cfd)
+                            conn.close()
+    finally:
+        for conn in clients.values():
+            conn.close()
+        listener.close()
+
+
+def attach_client(c: Container, *, stdin: bool, detach_keys: bytes = b"\x10\x11") -> bool | None:
+    """Attach this terminal to detached container `c`: True when it ended, False when the
+    user detached (ctrl-p ctrl-q with a tty), None when its supervisor serves no attach."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.connect(attach_address(c.id))
+    except OSError:
+        sock.close()
+        return None
+    tty = bool(c.config.get("Tty"))
+    restore = None
+    in_fd = 0 if stdin else -1
+    if in_fd == 0 and tty and os.isatty(0):
+        import termios
+        import tty as ttymod
+
+        restore = termios.tcgetattr(0)
+        ttymod.setraw(0)
+    buf = b""
+    pending_key = b""
+    ended = True
+    try:
+        while True:
+            fds = [sock.fileno()] + ([in_fd] if in_fd >= 0 else [])
+            ready, _, _ = select.select(fds, [], [])
+            if sock.fileno() in ready:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while len(buf) >= 5:
+                    size = int.from_bytes(buf[1:5], "big")
+                    if len(buf) < 5 + size:
+                        break
+                    _write_all(buf[0] if buf[0] in (1, 2) else 1, buf[5 : 5 + size])
+                    buf = buf[5 + size :]
+            if in_fd >= 0 and in_fd in ready:
+                data = os.read(in_fd, 65536)
+                if not data:
+                    in_fd = -1
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_WR)
+                    continue
+                if tty and detach_keys:
+                    data = pending_key + data
+                    pending_key = b""
+                    if detach_keys in data:
+                        before = data[: data.index(detach_keys)]
+                        if before:
+                            sock.sendall(before)
+                        ended = False
+                        break
+                    if data.endswith(detach_keys[:1]):
+                        data, pending_key = data[:-1], data[-1:]
+                if data:
+                    sock.sendall(data)
+    finally:
+        sock.close()
+        if restore is not None:
+            import termios
+
+            termios.tcsetattr(0, termios.TCSADRAIN, restore)
+    return ended

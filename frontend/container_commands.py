@@ -608,12 +608,19 @@ def _follow_log(cstore, c, timestamps: bool) -> None:  # noqa: ANN001
 
 def cmd_attach(args: argparse.Namespace) -> int:
     from executor.lifecycle import wait_exited
+    from executor.supervisor import attach_client
 
     cstore = _cstore(args)
     c = cstore.get(args.container)
     if not c.state.running:
         raise PydockError("You cannot attach to a stopped container, start it first")
-    _follow_log(cstore, c, False)
+    stdin = bool(c.config.get("OpenStdin")) and not args.no_stdin
+    ended = attach_client(c, stdin=stdin)
+    if ended is False:
+        sys.stderr.write("read escape sequence\n")
+        return 0
+    if ended is None:  # held by a foreground `pydock run`: its output is in the log
+        _follow_log(cstore, c, False)
     c = wait_exited(store_root(args), c)
     return c.state.exit_code
 

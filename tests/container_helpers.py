@@ -102,8 +102,11 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):  # noqa:
         time.sleep(interval)
 
 
-def drive_pty(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[int, bytes]:
-    """Run argv on a new pty, type `typed`, collect everything until it exits."""
+def drive_pty(
+    argv: list[str], typed: bytes, timeout: float = 20, prompt: bytes | None = b"# "
+) -> tuple[int, bytes]:
+    """Run argv on a new pty, type `typed` once `prompt` shows (at once for None), collect
+    everything until it exits (killed after `timeout`)."""
     import pty
     import select
 
@@ -124,9 +127,12 @@ def drive_pty(argv: list[str], typed: bytes, timeout: float = 20) -> tuple[int, 
             if not data:
                 break
             out += data
-        if not sent and (b"# " in out or b"$ " in out):
+        if not sent and (prompt is None or prompt in out):
+            time.sleep(0.3 if prompt is None else 0)
             os.write(fd, typed)
             sent = True
+    else:
+        os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), out

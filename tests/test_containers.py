@@ -434,3 +434,30 @@ def test_concurrent_commands_keep_state_consistent(pyd):
     assert all(p.wait(timeout=60) == 0 for p in procs)
     assert len(pyd.ok("ps", "-aq").split()) == 5
     pyd.ok("rm", *pyd.ok("ps", "-aq").split())
+
+
+def test_attach_to_detached_containers(pyd):
+    from container_helpers import drive_pty
+
+    # A tty shell started with -d -i -t: attach, type, get its exit code.
+    cid = pyd.ok("run", "-d", "-i", "-t", "busybox", "sh").strip()
+    code, out = drive_pty(
+        ["-m", "frontend.pydock", "--root", str(pyd.root), "attach", cid],
+        b"echo attached; exit 3\r",
+        prompt=None,
+    )
+    assert code == 3 and b"attached\r\n" in out
+    # stdin of a -d -i container reaches it through attach; output comes back.
+    cid2 = pyd.ok("run", "-d", "-i", "busybox", "sh", "-c", "read x; echo got $x; exit 5").strip()
+    p = pyd("attach", cid2, input="hello\n")
+    assert (p.returncode, p.stdout) == (5, "got hello\n")
+    # ctrl-p ctrl-q detaches and leaves it running.
+    cid3 = pyd.ok("run", "-d", "-i", "-t", "busybox", "sh").strip()
+    code, out = drive_pty(
+        ["-m", "frontend.pydock", "--root", str(pyd.root), "attach", cid3], b"\x10\x11", prompt=None
+    )
+    assert code == 0 and b"read escape sequence" in out
+    assert pyd.ok("ps", "-q") == cid3[:12] + "\n"
+    p = pyd("attach", cid)
+    assert p.returncode == 1 and "start it first" in p.stderr
+    pyd.ok("rm", "-f", cid, cid2, cid3)
