@@ -406,7 +406,10 @@ class ContainerStore:
             tmp_root = self.root / "tmp"
             tmp_root.mkdir(parents=True, exist_ok=True)
             doomed = tmp_root / f"rm-{os.getpid()}-{secrets.token_hex(6)}"
-            os.rename(c.dir, doomed)
+            try:
+                os.rename(c.dir, doomed)
+            except FileNotFoundError:
+                return  # removed meanwhile (an --rm supervisor and `rm -f` racing)
         remove_tree(doomed)
 
     # -- reconciliation --

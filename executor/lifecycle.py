@@ -242,129 +242,132 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
         port_bindings.setdefault(key, []).append({"HostIp": hip, "HostPort": hport})
         exposed.setdefault(key, {})
 
-    # Mounts: --volumes-from first, then the image's VOLUMEs, then -v (a later one for the
-    # same destination wins), as Docker orders them.
-    vstore = VolumeStore(root)
-    by_dest: dict[str, dict] = {}
-    for ref in opts.volumes_from:
-        cref, _, mode = ref.partition(":")
-        if mode not in ("", "ro", "rw"):
-            raise RunError(f"invalid mode for volumes-from: {ref}")
-        src = cstore.get(cref)
-        for m in src.mounts:
-            m2 = dict(m)
-            if mode:
-                m2["RW"] = mode == "rw"
-                m2["Mode"] = mode
-            by_dest[m2["Destination"]] = m2
-    requests: list[MountRequest] = [
-        MountRequest("volume", "", os.path.normpath(d)) for d in (icfg.get("Volumes") or {})
-    ]
-    requests += [parse_volume_spec(v) for v in opts.volumes]
-    lowers: list[Path] | None = None
-    for req in requests:
-        if req.type == "volume" and req.source == "" and req.destination in by_dest:
-            continue  # an image VOLUME already served by --volumes-from
-        if req.type == "bind":
-            src_path = Path(req.source)
-            if not src_path.exists():
-                src_path.mkdir(parents=True)  # Docker creates a missing bind source for -v
+    # Under the store lock until the record exists: `volume rm` reads who uses a volume
+    # from the records, so it must not run between making a volume and recording its user.
+    with cstore.lock():
+        # Mounts: --volumes-from first, then the image's VOLUMEs, then -v (a later one for the
+        # same destination wins), as Docker orders them.
+        vstore = VolumeStore(root)
+        by_dest: dict[str, dict] = {}
+        for ref in opts.volumes_from:
+            cref, _, mode = ref.partition(":")
+            if mode not in ("", "ro", "rw"):
+                raise RunError(f"invalid mode for volumes-from: {ref}")
+            src = cstore.get(cref)
+            for m in src.mounts:
+                m2 = dict(m)
+                if mode:
+                    m2["RW"] = mode == "rw"
+                    m2["Mode"] = mode
+                by_dest[m2["Destination"]] = m2
+        requests: list[MountRequest] = [
+            MountRequest("volume", "", os.path.normpath(d)) for d in (icfg.get("Volumes") or {})
+        ]
+        requests += [parse_volume_spec(v) for v in opts.volumes]
+        lowers: list[Path] | None = None
+        for req in requests:
+            if req.type == "volume" and req.source == "" and req.destination in by_dest:
+                continue  # an image VOLUME already served by --volumes-from
+            if req.type == "bind":
+                src_path = Path(req.source)
+                if not src_path.exists():
+                    src_path.mkdir(parents=True)  # Docker creates a missing bind source for -v
+                by_dest[req.destination] = {
+                    "Type": "bind",
+                    "Source": str(src_path),
+                    "Destination": req.destination,
+                    "Mode": req.mode,
+                    "RW": req.rw,
+                    "Propagation": "rprivate",
+                }
+                continue
+            vol, fresh = vstore.create(req.source)
+            if fresh:
+                if lowers is None:
+                    lowers = store.unpacked_lowers(list(image.diff_ids))
+                copy_image_content(lowers, req.destination, vol.mountpoint)
             by_dest[req.destination] = {
-                "Type": "bind",
-                "Source": str(src_path),
+                "Type": "volume",
+                "Name": vol.name,
+                "Source": str(vol.mountpoint),
                 "Destination": req.destination,
+                "Driver": "local",
                 "Mode": req.mode,
                 "RW": req.rw,
-                "Propagation": "rprivate",
+                "Propagation": "",
             }
-            continue
-        vol, fresh = vstore.create(req.source)
-        if fresh:
-            if lowers is None:
-                lowers = store.unpacked_lowers(list(image.diff_ids))
-            copy_image_content(lowers, req.destination, vol.mountpoint)
-        by_dest[req.destination] = {
-            "Type": "volume",
-            "Name": vol.name,
-            "Source": str(vol.mountpoint),
-            "Destination": req.destination,
-            "Driver": "local",
-            "Mode": req.mode,
-            "RW": req.rw,
-            "Propagation": "",
-        }
-    mounts = sorted(by_dest.values(), key=lambda m: m["Destination"].count("/"))
+        mounts = sorted(by_dest.values(), key=lambda m: m["Destination"].count("/"))
 
-    config = {
-        "Hostname": hostname,
-        "Domainname": "",
-        "User": opts.user if opts.user is not None else icfg.get("User", ""),
-        "AttachStdin": opts.interactive and not opts.detach,
-        "AttachStdout": not opts.detach,
-        "AttachStderr": not opts.detach,
-        "ExposedPorts": exposed or None,
-        "Tty": opts.tty,
-        "OpenStdin": opts.interactive,
-        "StdinOnce": opts.interactive and not opts.detach,
-        "Env": env,
-        "Cmd": cmd or None,
-        "Image": opts.image,
-        "Volumes": {m["Destination"]: {} for m in mounts if m["Type"] == "volume"} or None,
-        "WorkingDir": opts.workdir or icfg.get("WorkingDir", "") or "",
-        "Entrypoint": entrypoint or None,
-        "OnBuild": None,
-        "Labels": labels,
-    }
-    stop_signal = opts.stop_signal or icfg.get("StopSignal")
-    if stop_signal:
-        signal_number(stop_signal)  # validate now, not at stop time
-        config["StopSignal"] = stop_signal
-    if opts.stop_timeout is not None:
-        config["StopTimeout"] = opts.stop_timeout
-    host_config = {
-        "Binds": [v for v in opts.volumes if parse_volume_spec(v).type == "bind"] or None,
-        "ContainerIDFile": opts.cidfile,
-        "NetworkMode": network,
-        "PortBindings": port_bindings,
-        "AutoRemove": opts.rm,
-        "VolumesFrom": opts.volumes_from or None,
-        "CapAdd": opts.cap_add or None,
-        "CapDrop": opts.cap_drop or None,
-        "Dns": opts.dns or None,
-        "DnsSearch": opts.dns_search or None,
-        "Links": None,
-        "LxcConf": [],
-        "ExtraHosts": opts.add_host or None,
-        "Privileged": opts.privileged,
-        "PublishAllPorts": opts.publish_all,
-        "ReadonlyRootfs": opts.read_only,
-        "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in opts.tmpfs} or None,
-        "Init": opts.init,
-        "CpuShares": opts.cpu_shares or 0,
-        "Memory": opts.memory or 0,
-        "NanoCpus": int((opts.cpus or 0) * 1e9),
-        "CpusetCpus": opts.cpuset_cpus or "",
-        "MemorySwap": opts.memory_swap or 0,
-        "PidsLimit": opts.pids_limit,
-        "Ulimits": list(ulimits.values()) or None,
-        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
-        "SecurityOpt": opts.security_opt or None,
-    }
-    c = Container(
-        id=cid,
-        name=opts.name,
-        created=time.time(),
-        image_id=str(image.image_id),
-        image_name=opts.image,
-        path=argv[0],
-        args=argv[1:],
-        config=config,
-        host_config=host_config,
-        mounts=mounts,
-        diff_ids=[str(d) for d in image.diff_ids],
-        state=State(),
-    )
-    cstore.create(c)
+        config = {
+            "Hostname": hostname,
+            "Domainname": "",
+            "User": opts.user if opts.user is not None else icfg.get("User", ""),
+            "AttachStdin": opts.interactive and not opts.detach,
+            "AttachStdout": not opts.detach,
+            "AttachStderr": not opts.detach,
+            "ExposedPorts": exposed or None,
+            "Tty": opts.tty,
+            "OpenStdin": opts.interactive,
+            "StdinOnce": opts.interactive and not opts.detach,
+            "Env": env,
+            "Cmd": cmd or None,
+            "Image": opts.image,
+            "Volumes": {m["Destination"]: {} for m in mounts if m["Type"] == "volume"} or None,
+            "WorkingDir": opts.workdir or icfg.get("WorkingDir", "") or "",
+            "Entrypoint": entrypoint or None,
+            "OnBuild": None,
+            "Labels": labels,
+        }
+        stop_signal = opts.stop_signal or icfg.get("StopSignal")
+        if stop_signal:
+            signal_number(stop_signal)  # validate now, not at stop time
+            config["StopSignal"] = stop_signal
+        if opts.stop_timeout is not None:
+            config["StopTimeout"] = opts.stop_timeout
+        host_config = {
+            "Binds": [v for v in opts.volumes if parse_volume_spec(v).type == "bind"] or None,
+            "ContainerIDFile": opts.cidfile,
+            "NetworkMode": network,
+            "PortBindings": port_bindings,
+            "AutoRemove": opts.rm,
+            "VolumesFrom": opts.volumes_from or None,
+            "CapAdd": opts.cap_add or None,
+            "CapDrop": opts.cap_drop or None,
+            "Dns": opts.dns or None,
+            "DnsSearch": opts.dns_search or None,
+            "Links": None,
+            "LxcConf": [],
+            "ExtraHosts": opts.add_host or None,
+            "Privileged": opts.privileged,
+            "PublishAllPorts": opts.publish_all,
+            "ReadonlyRootfs": opts.read_only,
+            "Tmpfs": {t.partition(":")[0]: t.partition(":")[2] for t in opts.tmpfs} or None,
+            "Init": opts.init,
+            "CpuShares": opts.cpu_shares or 0,
+            "Memory": opts.memory or 0,
+            "NanoCpus": int((opts.cpus or 0) * 1e9),
+            "CpusetCpus": opts.cpuset_cpus or "",
+            "MemorySwap": opts.memory_swap or 0,
+            "PidsLimit": opts.pids_limit,
+            "Ulimits": list(ulimits.values()) or None,
+            "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+            "SecurityOpt": opts.security_opt or None,
+        }
+        c = Container(
+            id=cid,
+            name=opts.name,
+            created=time.time(),
+            image_id=str(image.image_id),
+            image_name=opts.image,
+            path=argv[0],
+            args=argv[1:],
+            config=config,
+            host_config=host_config,
+            mounts=mounts,
+            diff_ids=[str(d) for d in image.diff_ids],
+            state=State(),
+        )
+        cstore.create(c)
     if opts.cidfile:
         try:
             fd = os.open(opts.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)

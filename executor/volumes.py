@@ -201,6 +201,12 @@ class VolumeStore:
         return out
 
     def remove(self, name: str, force: bool = False) -> None:
+        from executor.containers import ContainerStore
+
+        with ContainerStore(self.root).lock():
+            self._remove(name, force)
+
+    def _remove(self, name: str, force: bool) -> None:
         v = self._load(name)
         if v is None:
             if force:
@@ -225,13 +231,16 @@ class VolumeStore:
 
     def prune(self, all_volumes: bool = False) -> list[tuple[str, int]]:
         """Remove unused volumes (anonymous ones only unless `all_volumes`); (name, bytes) each."""
+        from executor.containers import ContainerStore
+
         removed = []
-        for v in self.list():
-            if not (v.anonymous or all_volumes) or self.users(v.name):
-                continue
-            size = dir_size(v.mountpoint)
-            self._delete(v.name)
-            removed.append((v.name, size))
+        with ContainerStore(self.root).lock():
+            for v in self.list():
+                if not (v.anonymous or all_volumes) or self.users(v.name):
+                    continue
+                size = dir_size(v.mountpoint)
+                self._delete(v.name)
+                removed.append((v.name, size))
         return removed
 
     def release_anonymous(self, mounts: list[dict], gone_container: str) -> list[str]:
