@@ -461,3 +461,13 @@ def test_attach_to_detached_containers(pyd):
     p = pyd("attach", cid)
     assert p.returncode == 1 and "start it first" in p.stderr
     pyd.ok("rm", "-f", cid, cid2, cid3)
+
+
+def test_container_group_and_prune(pyd):
+    pyd.ok("container", "run", "--name", "done1", "busybox", "true")
+    pyd.ok("container", "create", "--name", "made", "busybox", "true")
+    pyd.ok("container", "run", "-d", "--name", "up", "busybox", "sleep", "1000")
+    out = pyd.ok("container", "prune", "-f")
+    assert out.startswith("Deleted Containers:") and out.count("\n") >= 3
+    assert pyd.ok("container", "ls", "-a", "--format", "{{.Names}}") == "up\n"
+    pyd.ok("container", "rm", "-f", "up")
