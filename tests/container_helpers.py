@@ -53,9 +53,12 @@ def _container_ids(root: Path) -> list[str]:
 
 def _cgroup_dirs(name: str) -> list[str]:
     """Where the executor makes the cgroups of container `name` (see executor.cgroups)."""
-    from executor.cgroups import _own_cgroups
-
-    own = _own_cgroups()
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:  # controller -> our cgroup (the executor nests below)
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for ctrl in controllers.split(","):
+                own[ctrl] = path
     out = [
         os.path.join("/sys/fs/cgroup", "pydock", name),
         os.path.join("/sys/fs/cgroup/unified", "pydock", name),
