@@ -210,6 +210,16 @@ def new_id() -> str:
             return cid
 
 
+def _read_state(path: Path) -> State:
+    """state.json; a file torn by a crash reads as a dead container (it can still be removed)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return State.from_json(json.loads(data))
+    except (ValueError, TypeError):
+        return State(status="dead", error="the container's state file was damaged")
+
+
 def _write_atomic(path: Path, data: bytes, sync: bool = True) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
@@ -257,11 +267,13 @@ class ContainerStore:
         try:
             with open(folder / "config.json", "rb") as f:
                 cfg = json.load(f)
-            with open(folder / "state.json", "rb") as f:
-                state = State.from_json(json.load(f))
-        except (FileNotFoundError, NotADirectoryError):
+            state = _read_state(folder / "state.json")
+        except (FileNotFoundError, NotADirectoryError, ValueError, TypeError, KeyError):
+            return None  # being created or removed, or torn by a crash: not a container
+        try:
+            c = Container.from_json(cfg, state, folder)
+        except (KeyError, TypeError):
             return None
-        c = Container.from_json(cfg, state, folder)
         if reconcile:
             self.reconcile(c)
         return c
@@ -348,7 +360,9 @@ class ContainerStore:
             stage.mkdir(0o700)
             for sub in ("upper", "work", "merged"):
                 (stage / sub).mkdir(0o755)
-            _write_atomic(stage / "config.json", _dump(c.config_json()))
+            # No fsync: a record torn by a crash is skipped by readers (see `_load`), and a
+            # `run` stays cheap; the rename below makes it appear whole or not at all.
+            _write_atomic(stage / "config.json", _dump(c.config_json()), sync=False)
             _write_atomic(stage / "state.json", _dump(asdict(c.state)), sync=False)
             final = self.dir / c.id
             os.rename(stage, final)
@@ -370,8 +384,7 @@ class ContainerStore:
         """Re-read the state under the lock, apply `change`, save; `c.state` is updated too."""
         with self.lock():
             try:
-                with open(c.dir / "state.json", "rb") as f:
-                    st = State.from_json(json.load(f))
+                st = _read_state(c.dir / "state.json")
             except FileNotFoundError:
                 raise NoSuchContainer(f"No such container: {c.short_id}") from None
             change(st)
@@ -424,8 +437,7 @@ class ContainerStore:
         while process_alive(st.monitor_pid, st.monitor_start) and time.monotonic() < deadline:
             time.sleep(0.01)
             try:
-                with open(c.dir / "state.json", "rb") as f:
-                    st = State.from_json(json.load(f))
+                st = _read_state(c.dir / "state.json")
             except FileNotFoundError:
                 return
             c.state = st

@@ -471,3 +471,16 @@ def test_container_group_and_prune(pyd):
     assert out.startswith("Deleted Containers:") and out.count("\n") >= 3
     assert pyd.ok("container", "ls", "-a", "--format", "{{.Names}}") == "up\n"
     pyd.ok("container", "rm", "-f", "up")
+
+
+def test_torn_records_do_not_break_listing(tmp_path):
+    cstore = ContainerStore(tmp_path)
+    good = _record(cstore, "good")
+    torn = _record(cstore, "torn")
+    (torn.dir / "state.json").write_text('{"status": "runn')  # a crash mid-write
+    half = _record(cstore, "half")
+    (half.dir / "config.json").write_text("")
+    names = {c.name: c.state.status for c in cstore.list()}
+    assert names == {"good": "created", "torn": "dead"}
+    cstore.remove_record(cstore.get("torn"))
+    assert [c.id for c in cstore.list()] == [good.id]
