@@ -534,6 +534,7 @@ CASES = [
     Case("copy_from_wildcard"),
     Case("scratch_stage", documented=lambda image: []),
     Case("env_forms"),
+    Case("copy_names"),
 ]
 
 
@@ -553,6 +554,12 @@ def compare(
     layers = case.compare_layers and not (case.uses_workdir and not peer.workdir_layers)
     if layers and len(ours.layers) != len(theirs.layers):
         diffs.append(f"layers: pybuild {len(ours.layers)} | peer {len(theirs.layers)}")
+    if layers and peer.history_shape:
+        # Which history entries are empty (metadata) and which carry a layer, in order.
+        shape_a = "".join("." if h.get("empty_layer") else "L" for h in ours.history)
+        shape_b = "".join("." if h.get("empty_layer") else "L" for h in theirs.history)
+        if shape_a != shape_b:
+            diffs.append(f"history (L layer, . empty): pybuild {shape_a} | peer {shape_b}")
     return diffs
 
 
@@ -618,6 +625,7 @@ class Buildah:
     env_order = False
     # buildah makes no layer for WORKDIR (BuildKit commits the folder it creates).
     workdir_layers = False
+    history_shape = True
 
     def __init__(self, work: Path) -> None:
         self.work = work
@@ -710,6 +718,7 @@ class Docker:
     artefacts: frozenset[str] = frozenset()
     env_order = True
     workdir_layers = True
+    history_shape = True
 
     def __init__(self) -> None:
         self.bin = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
