@@ -28,11 +28,16 @@ from executor.containers import (
 from executor.lifecycle import merge_env, parse_bytes, signal_number
 
 
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path):
+    """Every test: no container left running, no mount or cgroup left behind."""
+    yield
+    leftovers_check(tmp_path / "root", tmp_path)
+
+
 @pytest.fixture
-def pyd(busybox_store, tmp_path):
-    p = Pydock(busybox_store.root)
-    yield p
-    leftovers_check(busybox_store.root, tmp_path)
+def pyd(busybox_store):
+    return Pydock(busybox_store.root)
 
 
 def _record(cstore: ContainerStore, name: str = "", **state) -> Container:

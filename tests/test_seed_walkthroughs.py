@@ -15,11 +15,16 @@ from container_helpers import Pydock, drive_pty, leftovers_check, wait_for
 from frontend.pydock import main
 
 
+@pytest.fixture(autouse=True)
+def _no_leftovers(tmp_path):
+    """Every test: no container left running, no mount or cgroup left behind."""
+    yield
+    leftovers_check(tmp_path / "root", tmp_path)
+
+
 @pytest.fixture
-def pyd(busybox_store, tmp_path):
-    p = Pydock(busybox_store.root)
-    yield p
-    leftovers_check(busybox_store.root, tmp_path)
+def pyd(busybox_store):
+    return Pydock(busybox_store.root)
 
 
 def test_ps_a_and_inspect_of_a_running_shell(pyd):
