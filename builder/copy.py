@@ -79,6 +79,7 @@ class LayerBuilder:
         self.upper = Path(upper)
         self.view = view
         self._dirs: dict[str, tuple[int, int, int, int]] = {}  # rel -> mode, uid, gid, mtime_ns
+        self.new_dir_owner: tuple[int, int] | None = None  # --chown, for folders it creates
         # Folders the layer creates get SOURCE_DATE_EPOCH when set, else the build's time.
         self._default_mtime = (
             new_dir_mtime * 1_000_000_000 if new_dir_mtime is not None else time.time_ns()
@@ -118,7 +119,8 @@ class LayerBuilder:
                     existing.st_mtime_ns,
                 )
             else:
-                uid, gid = owner or (0, 0)
+                # Docker: new folders get the --chown owner, parents included.
+                uid, gid = owner or self.new_dir_owner or (0, 0)
                 want = mode if (mode is not None and i == len(parts)) else 0o755
                 attrs = (want, uid, gid, self._default_mtime)
             if host.is_symlink() or (host.exists() and not host.is_dir()):
@@ -152,12 +154,15 @@ class LayerBuilder:
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(kind):
             shutil.copyfile(src, host, follow_symlinks=False)
+            # chown first: a chown clears setuid/setgid bits the chmod must keep
+            os.lchown(host, *owner)
             os.chmod(host, mode if mode is not None else stat.S_IMODE(st.st_mode))
         elif stat.S_ISCHR(kind) or stat.S_ISBLK(kind) or stat.S_ISFIFO(kind):
             os.mknod(host, kind | stat.S_IMODE(st.st_mode), st.st_rdev)
         else:
             return  # sockets are not copied, as Docker
-        os.lchown(host, *owner)
+        if not stat.S_ISREG(kind):
+            os.lchown(host, *owner)
         os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
 
     def put_bytes(
@@ -165,8 +170,8 @@ class LayerBuilder:
     ) -> None:
         host = self._place(rel)
         host.write_bytes(data)
-        os.chmod(host, mode)
         os.lchown(host, *owner)
+        os.chmod(host, mode)
         if mtime is not None:
             os.utime(host, (mtime, mtime))
 
@@ -201,17 +206,15 @@ def copy_sources(
             f"the destination must be a directory and end with a / ({dest})"
         )
     base = builder.resolve(path.rstrip("/") or "/")
+    builder.new_dir_owner = chown
     written: list[str] = []
     for src in sources:
         default_owner = chown if chown is not None else (0, 0)
         if src.kind == "dir":
             dbase = "/".join(p for p in (base, src.subdir) if p)
+            # The folder itself is not copied, only its contents: a missing DEST is made
+            # like any new folder (0755, root or the --chown owner).
             builder.ensure_dir(dbase, chown)
-            if src.st is not None and dbase and builder.view is not None:
-                if not builder.view.is_dir(dbase):
-                    uid, gid = _owner(src.st, src.keep_owner, chown)
-                    mode = chmod if chmod is not None else stat.S_IMODE(src.st.st_mode)
-                    builder.set_dir_attrs(dbase, mode, uid, gid, src.st.st_mtime_ns)
             for rel, host, st in src.entries:
                 target = f"{dbase}/{rel}" if dbase else rel
                 owner = _owner(st, src.keep_owner, chown)
@@ -348,9 +351,17 @@ class _ProcReader:
         self.close()
 
 
-def unpack_archive(builder: LayerBuilder, path: Path, kind: str, dest_rel: str) -> None:
-    """Unpack a local tar archive into DEST of the layer with the safe layer applier."""
-    builder.ensure_dir(dest_rel, None)
+def unpack_archive(
+    builder: LayerBuilder,
+    path: Path,
+    kind: str,
+    dest_rel: str,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Unpack a local tar archive into DEST of the layer with the safe layer applier; a
+    DEST it creates gets the --chown owner (the archive's entries keep their own)."""
+    builder.new_dir_owner = owner
+    builder.ensure_dir(dest_rel, owner)
     target = builder.upper / dest_rel if dest_rel else builder.upper
     with open_archive(path, kind) as stream:
         try:

@@ -182,7 +182,7 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                 copy_sources(lb, sources, dest, workdir, chown=owner, chmod=chmod, what=what)
             for path, ak in archives:
                 target = lb.resolve(dest_path(dest, workdir).rstrip("/") or "/")
-                unpack_archive(lb, path, ak, target)
+                unpack_archive(lb, path, ak, target, owner)
                 lb.finish()
             return commit_dir(solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids)
 

@@ -72,8 +72,18 @@ class BuildState:
             self.image, config, list(self.diff_ids), list(self.history), self.key, self.base_name
         )
 
-    def add_step(self, key: str, diff_id: str | None, history: dict) -> BuildState:
-        """A new state with one more history entry (and layer, when `diff_id`)."""
+    def add_step(self, key: str, diff_id: str | None, history: dict | None) -> BuildState:
+        """A new state with one more history entry (and layer, when `diff_id`); with
+        `history` None (BuildKit records no ONBUILD) only the key moves on."""
+        if history is None:
+            return BuildState(
+                self.image,
+                self.config,
+                list(self.diff_ids),
+                list(self.history),
+                key,
+                self.base_name,
+            )
         entry = dict(history)
         if diff_id is None:
             entry["empty_layer"] = True

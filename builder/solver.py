@@ -459,6 +459,7 @@ class Solver(MetadataSteps, RunSteps):
         created_by: str = "",
         config: dict | None = None,
         detail: dict[str, dict[str, str]] | None = None,
+        record: bool = True,
     ) -> None:
         """Look the step up in the cache; on a miss execute it; record the outcome."""
         num = self._next_vertex()
@@ -475,7 +476,8 @@ class Solver(MetadataSteps, RunSteps):
             self.progress.cached(num, name)
             self.result.steps.append(StepRecord(num, name, True, key=key, diff_id=entry.diff_id))
             self.result.plan_lines.append(f"CACHED  {name}")
-            ctx.state = state.add_step(key, entry.diff_id, entry.result.get("history") or {})
+            hist = (entry.result.get("history") or {}) if record else None
+            ctx.state = state.add_step(key, entry.diff_id, hist)
             return
         if not why:
             why = (
@@ -487,7 +489,7 @@ class Solver(MetadataSteps, RunSteps):
         history = {"created": now(self.sde), "created_by": created_by}
         if self.opts.dry_run:
             self.result.steps.append(StepRecord(num, name, False, why, key))
-            ctx.state = state.add_step(key, None, history)
+            ctx.state = state.add_step(key, None, history if record else None)
             return
         self.progress.started(num, name)
         self.progress.miss(num, why)
@@ -511,11 +513,20 @@ class Solver(MetadataSteps, RunSteps):
         self.cache.write(CacheEntry(key, list(parts), result, detail=detail or {}))
         self.progress.finished(num)
         self.result.steps.append(StepRecord(num, name, False, why, key, diff_id))
-        ctx.state = state.add_step(key, diff_id, history)
+        ctx.state = state.add_step(key, diff_id, history if record else None)
 
-    def _meta(self, ctx: StageCtx, node, text: str, config: dict, comment: str) -> None:  # noqa: ANN001
+    def _meta(
+        self,
+        ctx: StageCtx,
+        node,  # noqa: ANN001
+        text: str,
+        config: dict,
+        comment: str,
+        record: bool = True,
+    ) -> None:
         parts = [("parent", ctx.state.key), ("instruction", text)]
-        self._step(ctx, node, text, parts, None, nop(ctx.state.shell, comment), config)
+        created_by = nop(ctx.state.shell, comment)
+        self._step(ctx, node, text, parts, None, created_by, config, record=record)
 
     # ---- ADD / COPY -----------------------------------------------------------------------
     def _i_copy(self, ctx: StageCtx, node) -> None:  # noqa: ANN001

@@ -144,7 +144,8 @@ class MetadataSteps:
         trigger = node.original.split(None, 1)[1] if " " in node.original else ""
         cfg = dict(ctx.state.config)
         cfg["OnBuild"] = [*(cfg.get("OnBuild") or []), trigger]
-        self._meta(ctx, node, f"ONBUILD {trigger}", cfg, f"ONBUILD {trigger}")
+        # BuildKit adds no history entry for ONBUILD (checked against Docker 20.10).
+        self._meta(ctx, node, f"ONBUILD {trigger}", cfg, f"ONBUILD {trigger}", record=False)
 
     def _i_healthcheck(self, ctx: Any, node) -> None:  # noqa: ANN001
         cfg = dict(ctx.state.config)
@@ -180,6 +181,7 @@ class MetadataSteps:
         cfg = dict(ctx.state.config)
         cfg["WorkingDir"] = path
         diff_ids = list(ctx.state.diff_ids)
+        user = ctx.state.user
 
         def execute(num: int, name: str) -> str | None:
             from builder.copy import LayerBuilder
@@ -194,7 +196,16 @@ class MetadataSteps:
                 upper = d / "upper"
                 upper.mkdir()
                 lb = LayerBuilder(upper, view, self.sde)
-                lb.ensure_dir(rel, None)
+                # BuildKit makes a missing WORKDIR (and its parents) owned by the USER.
+                owner = None
+                if user:
+                    from builder.rootview import lookup_user
+
+                    try:
+                        owner = lookup_user(view, user)
+                    except KeyError as exc:
+                        raise BuildError(f"WORKDIR {path}: {exc.args[0]}") from None
+                lb.ensure_dir(rel, owner)
                 lb.finish()
                 return commit_dir(
                     self.store, upper, overlay_upper=False, sde=self.sde, stack=diff_ids

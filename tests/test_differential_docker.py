@@ -27,16 +27,6 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "copy_dir_mode": "a folder created as the destination of a folder's contents takes the"
     " source folder's mode (0750/0700); Docker creates it 0755 ('the directory itself is"
     " not copied, just its contents')",
-    "copy_chown_parents": "COPY --chown leaves the missing parent folders it creates owned by"
-    " 0:0; Docker gives them the --chown owner ('all new files and directories are created"
-    " with a UID and GID of 0, unless the optional --chown flag specifies...')",
-    "add_tar_chown": "ADD --chown of a local archive into a new folder leaves that folder"
-    " owned by 0:0; Docker gives it the --chown owner",
-    "copy_setuid": "COPY drops setuid/setgid bits (4755 -> 0755) of context files and of"
-    " files from another stage (the chown after the chmod clears them); Docker keeps them",
-    "workdir_user": "WORKDIR creates a missing folder owned by root whatever USER is;"
-    " BuildKit creates it owned by the current USER (the docs do not say; the classic"
-    " builder used root)",
 }
 # Where this Docker cannot build the case at all (its built-in Dockerfile frontend is
 # older); pybuild's image is then checked alone against the documented behaviour.
