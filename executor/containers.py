@@ -340,7 +340,7 @@ class ContainerStore:
                 c.name = c.name.lstrip("/")
                 if not NAME_RE.match(c.name):
                     raise PydockError(
-                        f'Invalid container name "{c.name}", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed',
+                        f"Invalid container name ({c.name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed",
                         exit_code=125,
                     )
                 if c.name in taken:
@@ -396,7 +396,7 @@ class ContainerStore:
         new_name = new_name.lstrip("/")
         if not NAME_RE.match(new_name):
             raise PydockError(
-                f'Invalid container name "{new_name}", only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed'
+                f"Invalid container name ({new_name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
             )
         with self.lock():
             owner = self.name_owner(new_name)

@@ -19,6 +19,23 @@ from frontend.cli import store_root
 # --- helpers -------------------------------------------------------------------------------------
 
 
+def docker_table(headers, rows, min_width: int = 10) -> None:  # noqa: ANN001
+    """Print columns as Docker's CLI does (Go tabwriter: cells padded to the widest plus 3,
+    at least `min_width`; 20 for `top`); the last column is not padded."""
+    widths = [len(h) for h in headers]
+    for r in rows:
+        for i, cell in enumerate(r):
+            widths[i] = max(widths[i], len(str(cell)))
+    out = []
+    for r in [list(headers), *rows]:
+        cells = [str(x) for x in r]
+        line = "".join(
+            cell.ljust(max(widths[i] + 3, min_width)) for i, cell in enumerate(cells[:-1])
+        )
+        out.append(line + (cells[-1] if cells else ""))
+    sys.stdout.write("".join(line + "\n" for line in out))
+
+
 def _cstore(args: argparse.Namespace):  # noqa: ANN202
     from executor.containers import ContainerStore
 
@@ -477,15 +494,11 @@ def cmd_ps(args: argparse.Namespace) -> int:
                 r"\{\{\s*\.(\w+)\s*\}\}", lambda m: names.get(m.group(1), m.group(1).upper()), hdr
             ).replace("\\t", "\t")
             if "\t" in hdr:
-                from frontend.render import print_table
-
-                print_table(hdr.split("\t"), [ln.split("\t") for ln in lines], quiet=True)
+                docker_table(hdr.split("\t"), [ln.split("\t") for ln in lines])
                 return 0
             lines.insert(0, hdr)
         sys.stdout.write("".join(ln + "\n" for ln in lines))
         return 0
-    from frontend.render import print_table
-
     headers = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
     table = [
         [r["ID"], r["Image"], r["Command"], r["RunningFor"], r["Status"], r["Ports"], r["Names"]]
@@ -498,7 +511,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         headers.append("SIZE")
         for row, c in zip(table, containers, strict=True):
             row.append(human_size(dir_size(c.upper)))
-    print_table(headers, table, quiet=True)
+    docker_table(headers, table)
     return 0
 
 
@@ -672,34 +685,19 @@ def cmd_top(args: argparse.Namespace) -> int:
     if not c.state.running:
         raise PydockError(f"Container {c.id} is not running")
     headers, rows = container_processes(c, args.ps_args)
-    from frontend.render import print_table
-
-    print_table(headers, rows, quiet=True)
+    docker_table(headers, rows, min_width=20)
     return 0
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
     from executor.containerviews import container_stats
-    from frontend.render import print_table
 
     cstore = _cstore(args)
     cs = [cstore.get(r) for r in args.containers] if args.containers else cstore.list()
     cs = [c for c in cs if c.state.running or args.containers]
     rows = [container_stats(c) for c in cs]
-    print_table(
-        [
-            "CONTAINER ID",
-            "NAME",
-            "CPU %",
-            "MEM USAGE / LIMIT",
-            "MEM %",
-            "NET I/O",
-            "BLOCK I/O",
-            "PIDS",
-        ],
-        rows,
-        quiet=True,
-    )
+    headers = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O"]
+    docker_table([*headers, "BLOCK I/O", "PIDS"], rows)
     return 0
 
 

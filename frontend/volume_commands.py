@@ -63,9 +63,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
             }
             print(render_template(args.format, row))
         return 0
-    from frontend.render import print_table
+    from frontend.container_commands import docker_table
 
-    print_table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in vols], quiet=True)
+    docker_table(["DRIVER", "VOLUME NAME"], [["local", v.name] for v in vols])
     return 0
 
 
