@@ -114,7 +114,7 @@ class BuildContext:
                 st = ent.stat(follow_symlinks=False)
                 excluded = ignore.excluded(rel) if ignore.patterns else False
                 if stat.S_ISDIR(st.st_mode):
-                    if excluded and not has_exc:
+                    if excluded and not (has_exc and ignore.may_include_below(rel)):
                         continue
                     out[rel] = st
                     below = walk(ent.path, rel + "/")
@@ -165,7 +165,7 @@ class BuildContext:
             return [self._source(n, src, instruction) for n in names]
         return [self._source(rel, src, instruction)]
 
-    def _source(self, rel: str, src: str, instruction: str) -> Source:
+    def _source(self, rel: str, src: str, instruction: str, follow: bool = True) -> Source:
         assert self.root is not None
         path = self.root / rel if rel else self.root
         try:
@@ -178,7 +178,7 @@ class BuildContext:
             raise ContextError(
                 f"{instruction} {src}: {rel} exists but is excluded by {self.ignore.source or '.dockerignore'}"
             )
-        if stat.S_ISLNK(st.st_mode):
+        if stat.S_ISLNK(st.st_mode) and follow:
             target = self._follow(rel)
             if target is None:
                 raise ContextError(

@@ -114,8 +114,11 @@ class IgnoreRules:
         return matched
 
     def may_include_below(self, folder: str) -> bool:
-        """Whether an exception could bring back something under an excluded folder."""
-        return self.has_exceptions
+        """Whether an excluded folder must still be walked: Docker does so only when an
+        exception pattern literally starts with the folder's path (`!logs/keep.log` for
+        `logs`); `!**/node_modules/keep` does not bring back `x/node_modules/keep`."""
+        prefix = folder.strip("/") + "/"
+        return any(p.exclusion and (p.text + "/").startswith(prefix) for p in self.patterns)
 
 
 def parse_ignore(text: str, source: str = ".dockerignore") -> IgnoreRules:

@@ -123,3 +123,9 @@ def test_sources_leaving_the_context_are_refused(busybox_store, tmp_path):
     (ctx / "link").symlink_to(tmp_path / "outside.txt")
     with pytest.raises(ContextError, match="leads outside the build context"):
         build_ctx(busybox_store, ctx, dockerfile="FROM busybox\nCOPY link /\n")
+
+
+def test_excluded_folder_is_walked_only_for_a_literal_exception():
+    rules = parse_ignore("**/node_modules\n!**/node_modules/keep\nlogs\n!logs/keep.log\n")
+    assert not rules.may_include_below("x/node_modules")  # Docker skips it
+    assert rules.may_include_below("logs")
