@@ -240,7 +240,7 @@ class ContainerStore:
     """The containers of one store root: create, look up, list, change state, remove."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # records name absolute paths (a supervisor runs from /)
         self.dir = self.root / CONTAINERS_DIR
 
     # -- locking --

@@ -122,7 +122,7 @@ class VolumeStore:
     """The volumes of one store root."""
 
     def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
+        self.root = Path(root).absolute()
         self.dir = self.root / VOLUMES_DIR
 
     def _load(self, name: str) -> Volume | None:

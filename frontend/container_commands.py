@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 
 from cache.errors import PydockError
-from frontend.cli import store_root
+from frontend.cli import store_root as _given_root
+
+
+def store_root(args) -> str:  # noqa: ANN001
+    """The store root as an absolute path (a detached supervisor runs from /)."""
+    import os.path
+
+    return os.path.abspath(_given_root(args))
+
 
 # --- helpers -------------------------------------------------------------------------------------
 

@@ -7,7 +7,14 @@ import json
 import sys
 
 from cache.errors import PydockError
-from frontend.cli import store_root
+from frontend.cli import store_root as _given_root
+
+
+def store_root(args) -> str:  # noqa: ANN001
+    """The store root as an absolute path (a detached supervisor runs from /)."""
+    import os.path
+
+    return os.path.abspath(_given_root(args))
 
 
 def _vstore(args: argparse.Namespace):  # noqa: ANN202
