@@ -317,3 +317,12 @@ def test_more_run_flags_reach_the_container(pyd):
     ]  # fmt: skip
     p = pyd("run", "--rm", "--restart", "always", "busybox", "true")
     assert p.returncode == 125 and "restart policies" in p.stderr
+
+
+def test_stdin_is_passed_with_i_only(pyd):
+    assert (
+        pyd.ok("run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z", input="hello\n")
+        == "HELLO\n"
+    )
+    # Without -i the container's stdin is empty (/dev/null), as with Docker.
+    assert pyd.ok("run", "--rm", "busybox", "cat", input="ignored\n") == ""
