@@ -119,6 +119,14 @@ def run_options(args: argparse.Namespace, detach: bool = False):  # noqa: ANN201
     """The `RunOptions` of parsed run/create flags."""
     from executor.lifecycle import RunOptions, parse_bytes
 
+    if args.network in ("bridge", "default"):
+        sys.stderr.write(
+            "WARNING: pydock has no bridge network; the container gets --network none "
+            "(only lo). Use --network host to reach the network.\n"
+        )
+    if (args.publish or args.publish_all) and args.network == "host":
+        sys.stderr.write("WARNING: Published ports are discarded when using host network mode\n")
+
     mem = parse_bytes(args.memory, "--memory") if args.memory else None
     swap = parse_bytes(args.memory_swap, "--memory-swap") if args.memory_swap else None
     return RunOptions(
