@@ -23,9 +23,6 @@ from peer_helpers import (
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
-    "copy_dir_mode": "a folder created as the destination of a folder's contents takes the"
-    " source folder's mode (0750/0700); Docker and buildah create it 0755 ('the directory"
-    " itself is not copied, just its contents')",
 }
 # Where buildah 1.28 cannot build the case at all (pybuild's image is then checked alone
 # against the documented behaviour when the case has such a check).

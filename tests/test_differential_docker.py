@@ -24,9 +24,6 @@ from peer_helpers import (
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
-    "copy_dir_mode": "a folder created as the destination of a folder's contents takes the"
-    " source folder's mode (0750/0700); Docker creates it 0755 ('the directory itself is"
-    " not copied, just its contents')",
 }
 # Where this Docker cannot build the case at all (its built-in Dockerfile frontend is
 # older); pybuild's image is then checked alone against the documented behaviour.
