@@ -54,6 +54,11 @@ class RunSteps:
             raise BuildError(
                 f"{self.opts.dockerfile_name}:{node.start_line}: RUN --network={network}: only none and host are supported"
             )
+        if (flags.get("security") or ["sandbox"])[-1] != "sandbox":
+            raise BuildError(
+                f"{self.opts.dockerfile_name}:{node.start_line}: RUN --security=insecure is not"
+                " supported (RUN steps always run sandboxed)"
+            )
         mount_specs = flags.get("mount", [])
         visible_args = {k: v for k, v in ctx.args.items() if k not in PROXY_ARGS}
         env_list = list(ctx.state.config.get("Env") or [])
