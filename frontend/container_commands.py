@@ -709,12 +709,20 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from executor.containerviews import container_stats
 
     cstore = _cstore(args)
-    cs = [cstore.get(r) for r in args.containers] if args.containers else cstore.list()
-    cs = [c for c in cs if c.state.running or args.containers]
-    rows = [container_stats(c) for c in cs]
     headers = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O"]
-    docker_table([*headers, "BLOCK I/O", "PIDS"], rows)
-    return 0
+    while True:
+        if args.containers:
+            cs = [cstore.get(r) for r in args.containers]
+        else:
+            cs = [c for c in cstore.list() if c.state.running or args.all]
+        rows = [container_stats(c) for c in cs]
+        if not args.no_stream:
+            sys.stdout.write("\x1b[2J\x1b[H")  # Docker redraws the table in place
+        docker_table([*headers, "BLOCK I/O", "PIDS"], rows)
+        sys.stdout.flush()
+        if args.no_stream or (args.containers and not any(c.state.running for c in cs)):
+            return 0
+        time.sleep(max(0.0, 1.0 - 0.1 * max(1, len(cs))))
 
 
 # --- filesystem: diff / cp / export / commit -----------------------------------------------------
@@ -1146,7 +1154,7 @@ def _register_container_commands(sub, prefix: str = "") -> None:  # noqa: ANN001
     p.add_argument("port", nargs="?", default=None, metavar="PRIVATE_PORT[/PROTO]")
 
     p = add("stats", cmd_stats, "Display container resource usage statistics")
-    p.add_argument("--no-stream", action="store_true", help="print one sample (always the case)")
+    p.add_argument("--no-stream", action="store_true", help="print one sample and exit")
     p.add_argument("-a", "--all", action="store_true")
     p.add_argument("containers", nargs="*", metavar="CONTAINER")
 
