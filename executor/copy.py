@@ -55,14 +55,38 @@ def container_path(path: str, clamp: bool = False) -> tuple[str, str]:
     return "/".join(parts[:-1]), parts[-1]
 
 
-def _in_root(c: Container, work: Callable[[str], None], *, writable: bool) -> None:
-    """Call `work(root)` in a forked child that sees the container's root at `root`."""
+def _running(c: Container) -> bool:
+    return c.state.running and process_alive(c.state.pid, c.state.pid_start)
+
+
+def _volume_route(c: Container, path: str) -> tuple[str, str, bool] | None:
+    """For a stopped container, whose volumes are not mounted anywhere: (volume dir, path
+    inside it, writable) when `path` lies in one of its volumes or binds, else None."""
+    if _running(c):
+        return None  # /proc/<pid>/root has them mounted
+    parent, name = container_path(path if path.startswith("/") else "/" + path)
+    norm = "/" + "/".join(p for p in (parent, name) if p and p != ".")
+    for m in sorted(c.mounts, key=lambda m: len(m["Destination"]), reverse=True):
+        dest = m["Destination"].rstrip("/")
+        if norm == dest or norm.startswith(dest + "/"):
+            rest = norm[len(dest) :] or "/"
+            if path.endswith("/.") and rest != "/":
+                rest += "/."
+            return m["Source"], rest, bool(m.get("RW", True))
+    return None
+
+
+def _in_root(
+    c: Container, work: Callable[[str], None], *, writable: bool, root_dir: str | None = None
+) -> None:
+    """Call `work(root)` in a forked child that sees the container's root at `root` (or the
+    directory `root_dir`, a stopped container's volume, as the root)."""
     from executor import overlay, rootfs, syscalls
 
     r, w = os.pipe()
-    running = c.state.running and process_alive(c.state.pid, c.state.pid_start)
+    running = _running(c)
     lowers: list[Path] = []
-    if not running and c.diff_ids:
+    if root_dir is None and not running and c.diff_ids:
         from cache.store import Store
 
         lowers = Store(c.dir.parent.parent).unpacked_lowers(c.diff_ids)
@@ -71,7 +95,9 @@ def _in_root(c: Container, work: Callable[[str], None], *, writable: bool) -> No
         code = 0
         try:
             os.close(r)
-            if running:
+            if root_dir is not None:
+                root = root_dir
+            elif running:
                 root = f"/proc/{c.state.pid}/root"
             else:
                 syscalls.unshare(syscalls.CLONE_NEWNS)
@@ -196,7 +222,8 @@ def copy_from_container(
     c: Container, src: str, dest: str, *, follow: bool = False, archive: bool = False
 ) -> None:
     """Copy the container path `src` to the host path `dest` (Docker's `cp CONTAINER:SRC DEST`)."""
-    parent, name = container_path(src)
+    route = _volume_route(c, src)
+    parent, name = container_path(route[1] if route else src)
     dest_is_dir = os.path.isdir(dest)
     if name in ("", "."):
         target = dest
@@ -228,7 +255,7 @@ def copy_from_container(
         finally:
             os.close(dirfd)
 
-    _in_root(c, work, writable=False)
+    _in_root(c, work, writable=False, root_dir=route[0] if route else None)
 
 
 # --- into the container --------------------------------------------------------------------------
@@ -291,7 +318,11 @@ def copy_to_container(
         src = os.path.realpath(src)
     copy_contents = src.endswith("/.")
     src_base = os.path.basename(os.path.normpath(src))
-    parent, name = container_path(dest if dest.startswith("/") else "/" + dest)
+    route = _volume_route(c, dest)
+    if route and not route[2]:
+        raise CopyError(f"{dest}: the volume there is mounted read-only")
+    target = route[1] if route else dest
+    parent, name = container_path(target if target.startswith("/") else "/" + target)
     trailing_slash = dest.endswith("/")
 
     def work(root: str) -> None:
@@ -330,7 +361,7 @@ def copy_to_container(
         finally:
             os.close(rootfd)
 
-    _in_root(c, work, writable=True)
+    _in_root(c, work, writable=True, root_dir=route[0] if route else None)
 
 
 # --- export --------------------------------------------------------------------------------------

@@ -118,3 +118,19 @@ def test_volumes_from_read_only(pyd):
     p = pyd("run", "--rm", "--volumes-from", "nobody-here", "busybox", "true")
     assert p.returncode == 125 and "No such container: nobody-here" in p.stderr
     pyd.ok("rm", "-v", "store")
+
+
+def test_cp_reaches_the_volumes_of_a_stopped_container(pyd, tmp_path):
+    pyd.ok(
+        "run", "--name", "holder", "-v", "/data", "busybox", "sh", "-c", "echo in-volume > /data/f"
+    )
+    pyd.ok("cp", "holder:/data/f", str(tmp_path / "f"))
+    assert (tmp_path / "f").read_text() == "in-volume\n"
+    (tmp_path / "g").write_text("put\n")
+    pyd.ok("cp", str(tmp_path / "g"), "holder:/data/")
+    out = pyd.ok("run", "--rm", "--volumes-from", "holder", "busybox", "cat", "/data/g")
+    assert out == "put\n"
+    assert "/data" not in pyd.ok("diff", "holder")  # went to the volume, not the layer
+    p = pyd("cp", "holder:/data/../../../x", str(tmp_path / "x"))
+    assert p.returncode == 1 and "leaves the container" in p.stderr
+    pyd.ok("rm", "-v", "holder")
