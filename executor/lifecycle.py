@@ -479,7 +479,7 @@ def _security(hc: dict) -> dict:
 # --- stop, kill, wait, remove --------------------------------------------------------------------
 
 
-def _require_running(c: Container, what: str) -> None:
+def _require_running(c: Container) -> None:
     if not c.state.running:
         raise ContainerStateError(f"Container {c.short_id} is not running")
 
@@ -488,7 +488,7 @@ def kill_container(root: Path | str, c: Container, sig: int = signal.SIGKILL) ->
     """Send `sig` to the container's first process (Docker: "kill")."""
     from executor.containers import process_alive
 
-    _require_running(c, "kill")
+    _require_running(c)
     st = c.state
     if st.status == "paused" and sig == signal.SIGKILL:
         _thaw_quietly(c)
