@@ -44,6 +44,9 @@ PYDOCK = str(PROJECT / ".venv" / "bin" / "pydock")
 # build semantics, so they are left out of every comparison.
 RUNTIME_ARTEFACTS = frozenset({"etc/hosts", "etc/hostname", "etc/resolv.conf", "etc/mtab"})
 
+# The tag of a case's parent image (Case.parent) in every builder.
+PARENT_TAG = "diffparent"
+
 # Labels a peer adds on its own (not from the Dockerfile).
 PEER_LABELS = frozenset({"io.buildah.version"})
 
@@ -59,7 +62,10 @@ CONFIG_FIELDS = (
     "StopSignal",
     "Healthcheck",
     "OnBuild",
+    "Shell",
 )
+# Top-level fields of the image config.
+IMAGE_FIELDS = ("architecture", "os", "author")
 
 
 # --- reading image archives ---------------------------------------------------------------
@@ -262,9 +268,14 @@ def config_diff(
     ours: dict, theirs: dict, ignore: Iterable[str] = (), env_order: bool = True
 ) -> list[str]:
     a, b = config_fields(ours, env_order), config_fields(theirs, env_order)
+    for k in IMAGE_FIELDS:
+        if not _empty(ours.get(k)):
+            a[k] = ours[k]
+        if not _empty(theirs.get(k)):
+            b[k] = theirs[k]
     return [
         f"{k}: pybuild {a.get(k)!r} | peer {b.get(k)!r}"
-        for k in CONFIG_FIELDS
+        for k in (*CONFIG_FIELDS, *IMAGE_FIELDS)
         if a.get(k) != b.get(k) and k not in ignore
     ]
 
@@ -281,12 +292,23 @@ class Case:
     # Adjust the copied context (modes, generated archives): git keeps neither owners nor
     # most mode bits, and binary fixtures are easier to read as code.
     setup: Callable[[Path], None] | None = None
+    target: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    # A case under tests/differential/ that each builder builds first as PARENT_TAG, for
+    # this one to build FROM (ONBUILD triggers, inherited config).
+    parent: str | None = None
     # Compare how many layers each image adds (where both builders follow the classic
     # one-layer-per-RUN/COPY/ADD rule).
     compare_layers: bool = True
     # Checks of pybuild's image against Docker's documented behaviour, for where a peer is
     # the odd one out: returns the problems found.
     documented: Callable[[ImageDump], list[str]] | None = None
+
+    def cli_flags(self) -> list[str]:
+        """The build flags, in the syntax all three builders share."""
+        out = [x for k, v in self.build_args.items() for x in ("--build-arg", f"{k}={v}")]
+        out += [x for k, v in self.labels.items() for x in ("--label", f"{k}={v}")]
+        return out + (["--target", self.target] if self.target else [])
 
     @property
     def uses_workdir(self) -> bool:
@@ -513,6 +535,19 @@ def _documented_run_mknod(image: ImageDump) -> list[str]:
     ]
 
 
+def _documented_onbuild(image: ImageDump) -> list[str]:
+    # ONBUILD triggers run in the child build, right after its FROM, and are not inherited.
+    c = image.config.get("config") or {}
+    problems = _expect_files(
+        image, {"app/child.txt": "child\n", "app/trigger.txt": "triggered 1\n"}
+    )
+    if "TRIGGERED=yes" not in (c.get("Env") or []):
+        problems.append(f"Env {c.get('Env')!r} lacks TRIGGERED=yes")
+    if c.get("OnBuild"):
+        problems.append(f"OnBuild inherited: {c['OnBuild']!r}")
+    return problems
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -558,6 +593,8 @@ CASES = [
     ),
     Case("dockerignore_prune"),
     Case("run_mknod", documented=_documented_run_mknod),
+    Case("onbuild_child", parent="onbuild_parent", documented=_documented_onbuild),
+    Case("target_stage", target="mid", labels={"cli.label": "v", "stage": "from-cli"}),
 ]
 
 
@@ -607,10 +644,6 @@ def _check(p: subprocess.CompletedProcess, what: str) -> None:
         raise BuildFailed(f"{what} failed ({p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
 
 
-def _build_arg_flags(build_args: dict[str, str]) -> list[str]:
-    return [x for k, v in build_args.items() for x in ("--build-arg", f"{k}={v}")]
-
-
 class Pybuild:
     """pybuild and pydock as subprocesses over one store root."""
 
@@ -619,9 +652,9 @@ class Pybuild:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def build(self, ctx: Path, tag: str, build_args: dict[str, str], out: Path) -> ImageDump:
+    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
         argv = [PYBUILD, "--root", str(self.root), "--progress", "plain", "-t", tag]
-        p = _run([*argv, *_build_arg_flags(build_args), str(ctx)])
+        p = _run([*argv, *flags, str(ctx)])
         _check(p, "pybuild")
         p = _run([PYDOCK, "--root", str(self.root), "save", "-o", str(out), tag])
         _check(p, "pydock save")
@@ -681,11 +714,11 @@ class Buildah:
         smoke = self.work / "smoke"
         smoke.mkdir(exist_ok=True)
         (smoke / "Dockerfile").write_text("FROM busybox\nRUN true\n")
-        p = self._bud(smoke, "pydock-difftest-smoke", {})
+        p = self._bud(smoke, "pydock-difftest-smoke", [])
         if p.returncode != 0:
             raise PeerUnavailable(f"buildah cannot run a RUN step here: {p.stderr.strip()[-300:]}")
 
-    def _bud(self, ctx: Path, tag: str, build_args: dict[str, str]) -> subprocess.CompletedProcess:
+    def _bud(self, ctx: Path, tag: str, flags: list[str]) -> subprocess.CompletedProcess:
         runtime = ["--runtime", "runc"] if shutil.which("runc") else []
         return self._buildah(
             "bud",
@@ -699,12 +732,12 @@ class Buildah:
             *runtime,
             "-t",
             tag,
-            *_build_arg_flags(build_args),
+            *flags,
             str(ctx),
         )
 
-    def build(self, ctx: Path, tag: str, build_args: dict[str, str], out: Path) -> ImageDump:
-        _check(self._bud(ctx, tag, build_args), "buildah bud")
+    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
+        _check(self._bud(ctx, tag, flags), "buildah bud")
         _check(self._buildah("push", "-q", tag, f"docker-archive:{out}"), "buildah push")
         return read_archive(out)
 
@@ -786,15 +819,20 @@ class Docker:
             lambda m: m.group(1) + self.base_name,
             text,
         )
+        text = re.sub(
+            rf"(?im)^(\s*FROM\s+){PARENT_TAG}(?=\s|$)",
+            lambda m: m.group(1) + f"{self.repo}/{PARENT_TAG}:latest",
+            text,
+        )
         text = re.sub(r"--from=busybox(:latest)?(?=\s)", f"--from={self.base_name}", text)
         df.write_text(text)
         return df
 
-    def build(self, ctx: Path, tag: str, build_args: dict[str, str], out: Path) -> ImageDump:
+    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
         df = self.rewrite(ctx)
         name = f"{self.repo}/{tag}:latest"
-        flags = ["--network=none", "-q", "-f", str(df), "-t", name]
-        p = self._docker("build", *flags, *_build_arg_flags(build_args), str(ctx))
+        own = ["--network=none", "-q", "-f", str(df), "-t", name]
+        p = self._docker("build", *own, *flags, str(ctx))
         _check(p, "docker build")
         self.tags.append(name)
         _check(self._docker("save", "-o", str(out), name), "docker save")
@@ -809,9 +847,14 @@ class Docker:
 def build_both(case: Case, ours: Pybuild, peer, work: Path) -> tuple[ImageDump, ImageDump]:  # noqa: ANN001
     """Build `case` with pybuild and with `peer` (each from its own copy of the context)."""
     work.mkdir(parents=True, exist_ok=True)
+    if case.parent:  # the base image the case builds FROM, made by each builder itself
+        parent = Case(case.parent)
+        flags = parent.cli_flags()
+        ours.build(parent.materialise(work / "parent-pybuild"), PARENT_TAG, flags, work / "pa.tar")
+        peer.build(parent.materialise(work / "parent-peer"), PARENT_TAG, flags, work / "pb.tar")
     tag = f"diff-{case.name.replace('_', '-')}"
-    a = ours.build(case.materialise(work / "ctx-pybuild"), tag, case.build_args, work / "a.tar")
-    b = peer.build(case.materialise(work / "ctx-peer"), tag, case.build_args, work / "b.tar")
+    a = ours.build(case.materialise(work / "ctx-pybuild"), tag, case.cli_flags(), work / "a.tar")
+    b = peer.build(case.materialise(work / "ctx-peer"), tag, case.cli_flags(), work / "b.tar")
     return a, b
 
 
@@ -858,7 +901,7 @@ def check_case(
         assert case.documented is not None
         work.mkdir(parents=True, exist_ok=True)
         tag = f"diff-{case.name.replace('_', '-')}"
-        a = ours.build(case.materialise(work / "ctx"), tag, case.build_args, work / "a.tar")
+        a = ours.build(case.materialise(work / "ctx"), tag, case.cli_flags(), work / "a.tar")
         problems = case.documented(a)
         why = f"{case.name} (pybuild alone; {peer.name} cannot: {cannot[case.name]}):\n"
         assert not problems, why + "\n".join(problems)
@@ -877,7 +920,7 @@ def check_both_fail(name: str, ours: Pybuild, peer, work: Path) -> None:  # noqa
     case = Case(name)
     tag = f"diff-{name.replace('_', '-')}"
     try:
-        peer.build(case.materialise(work / "ctx-peer"), tag, {}, work / "b.tar")
+        peer.build(case.materialise(work / "ctx-peer"), tag, [], work / "b.tar")
     except BuildFailed:
         pass
     else:

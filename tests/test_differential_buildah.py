@@ -40,6 +40,11 @@ PEER_QUIRKS: dict[str, Quirk] = {
         " and pybuild follows Docker",
         fields=("layers",),
     ),
+    "onbuild_child": Quirk(
+        "the parent's WORKDIR makes no layer in buildah, and buildah records ONBUILD in the"
+        " history; the files and config match",
+        fields=("layers",),
+    ),
     "metadata": Quirk(
         "buildah keeps an EXPOSE range as one key '8000-8002/tcp'; Docker expands it",
         fields=("ExposedPorts",),
