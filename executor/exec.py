@@ -21,10 +21,11 @@ import socket
 from pathlib import Path
 
 from cache.errors import PydockError
-from executor import caps, syscalls, users
+from executor import caps, seccomp, syscalls, users
 from executor import pty as ptys
 from executor.cgroups import CgroupSet
 from executor.containers import Container, process_alive
+from executor.init import reset_signals
 
 NAMESPACES = ("ipc", "uts", "net", "cgroup", "pid", "mnt")  # mnt last: it changes the root
 
@@ -43,7 +44,7 @@ def exec_in_container(
     privileged: bool = False,
 ) -> int:
     """Run `argv` in the running container `c`; its exit code (0 at once with `detach`)."""
-    from executor.lifecycle import merge_env, runtime_env
+    from executor.lifecycle import merge_env, runtime_env, security_options
 
     st = c.state
     if not st.running or not process_alive(st.pid, st.pid_start):
@@ -72,6 +73,10 @@ def exec_in_container(
             "privileged": privileged or bool(hc.get("Privileged")),
             "cap_add": list(hc.get("CapAdd") or []),
             "cap_drop": list(hc.get("CapDrop") or []),
+            # the same process profile as the container's own command (executor/pid1.py)
+            "seccomp": True,
+            "no_new_privs": False,
+            **security_options(hc),
         }
         return _run(c, ns_fds, spec, interactive=interactive, tty=tty, detach=detach)
     finally:
@@ -224,11 +229,17 @@ def _grandchild(spec: dict, status_w: int, sock, tty: bool, detach: bool, tty_si
             os.setsid()
         last = caps.last_cap()
         keep = caps.effective_mask(spec["privileged"], spec["cap_add"], spec["cap_drop"], last)
+        reset_signals()
+        os.umask(0o022)
         caps.drop_bounding(keep, last)
+        if spec["seccomp"] and not spec["privileged"]:
+            seccomp.install()  # while CAP_SYS_ADMIN is still ours: no no_new_privs needed
         os.setgroups(user.groups)
         os.setgid(user.gid)
         os.setuid(user.uid)
         caps.apply_process_caps(keep, user.uid)
+        if spec["no_new_privs"]:
+            syscalls.set_no_new_privs()
         syscalls.close_fds_except({status_w})
         try:
             os.chdir(spec["cwd"])

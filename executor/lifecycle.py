@@ -462,11 +462,12 @@ def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.sp
         cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []),
         ulimits={u["Name"]: (u["Soft"], u["Hard"]) for u in hc.get("Ulimits") or []},
-        **_security(hc),
+        **security_options(hc),
     )
 
 
-def _security(hc: dict) -> dict:
+def security_options(hc: dict) -> dict:
+    """RunSpec fields set by --security-opt (seccomp, no_new_privs); exec uses them too."""
     opts = [o.replace(":", "=") for o in hc.get("SecurityOpt") or []]
     out: dict = {}
     if "seccomp=unconfined" in opts:

@@ -120,6 +120,10 @@ def test_detached_web_lifecycle(pyd):
     wait_for(lambda: "sleep 1000" in pyd.ok("top", "web"))
     wait_for(lambda: pyd.ok("logs", "web") == "started\n")
     assert pyd.ok("exec", "web", "sh", "-c", "echo in-$HOSTNAME") == f"in-{cid[:12]}\n"
+    # an exec'd process gets the container command's profile: seccomp, caps, umask
+    probe = "grep -E '^(Seccomp|CapBnd):' /proc/self/status; umask; unshare -U true || echo refused"
+    out = pyd.ok("exec", "web", "sh", "-c", probe)
+    assert out.split("\n")[:4] == ["CapBnd:\t00000000a80425fb", "Seccomp:\t2", "0022", "refused"]
     # sleep as PID 1 has no SIGTERM handler: the kernel drops it, SIGKILL follows the timeout.
     assert pyd.ok("stop", "-t", "1", "web") == "web\n"
     psa = pyd.ok("ps", "-a")
