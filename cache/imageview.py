@@ -15,11 +15,6 @@ import re
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-# The --format evaluator lives in cache/gotemplate.py; these names stay importable from here.
-from cache.gotemplate import TemplateError as TemplateError
-from cache.gotemplate import go_value as go_value
-from cache.gotemplate import render_template as render_template
-
 # Docker prints "<missing>" for history rows that are not an image of their own.
 MISSING = "<missing>"
 NONE = "<none>"
@@ -393,38 +388,3 @@ def _rfc3339(text: str) -> str:
     if ts is None:
         return ""
     return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- --format templates -------------------------------------------------------------------------
-
-_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
-
-
-def template_headers(template: str) -> tuple[bool, str]:
-    """(is_table, body) for a format: "table {{.ID}}\\t{{.Size}}" -> (True, "{{.ID}}\\t{{.Size}}")."""
-    stripped = template.lstrip()
-    if stripped.startswith("table"):
-        return True, stripped[len("table") :].lstrip()
-    return False, template
-
-
-def header_for(body: str) -> str:
-    """The header line Docker prints for a `table` format: field names in capitals."""
-    names = {
-        "ID": "IMAGE ID",
-        "Repository": "REPOSITORY",
-        "Tag": "TAG",
-        "Digest": "DIGEST",
-        "CreatedSince": "CREATED",
-        "CreatedAt": "CREATED AT",
-        "Size": "SIZE",
-        "CreatedBy": "CREATED BY",
-        "Comment": "COMMENT",
-    }
-
-    def repl(m: re.Match) -> str:
-        expr = m.group(1).strip()
-        key = expr.lstrip(".").split(".")[-1] if expr.startswith(".") else expr
-        return names.get(key, key.upper())
-
-    return _ACTION.sub(repl, body.replace("\\t", "\t").replace("\\n", "\n"))

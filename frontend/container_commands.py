@@ -487,7 +487,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         return 0
     rows = [ps_row(c, trunc) for c in containers]
     if args.format:
-        from cache.imageview import render_template, template_headers
+        from frontend.gotemplate import render_template, template_headers
 
         is_table, body = template_headers(args.format)
         lines = [render_template(body, r) for r in rows]
@@ -671,7 +671,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             sys.stderr.write(f"Error: {e.message}\n")
             code = 1
     if args.format:
-        from cache.imageview import render_template
+        from frontend.gotemplate import render_template
 
         for obj in out:
             print(render_template(args.format, obj))
@@ -914,7 +914,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             if args.format.strip() == "{{json .}}":
                 print(json.dumps(ev.to_json(), separators=(",", ":")), flush=True)
             else:
-                from cache.imageview import render_template
+                from frontend.gotemplate import render_template
 
                 print(render_template(args.format, ev.to_json()), flush=True)
             continue

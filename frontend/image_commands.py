@@ -66,7 +66,7 @@ def _err(line: str) -> None:
 
 def _print_formatted(fmt: str, objects: list[dict]) -> None:
     """Print objects with a --format: "json", "table", "table TEMPLATE" or a Go template."""
-    from cache.imageview import header_for, render_template, template_headers
+    from frontend.gotemplate import header_for, render_template, template_headers
 
     if fmt == "json":
         for obj in objects:
@@ -352,7 +352,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             continue
         results.append(obj)
     if args.format:
-        from cache.imageview import render_template
+        from frontend.gotemplate import render_template
 
         if args.format == "json":
             _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")

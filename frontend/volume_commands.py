@@ -59,7 +59,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(v.name + "\n" for v in vols))
         return 0
     if args.format:
-        from cache.imageview import render_template
+        from frontend.gotemplate import render_template
 
         for v in vols:
             row = {
@@ -86,7 +86,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             sys.stderr.write(f"Error: {e.message}\n")
             code = 1
     if args.format:
-        from cache.imageview import render_template
+        from frontend.gotemplate import render_template
 
         for obj in out:
             print(render_template(args.format, obj))

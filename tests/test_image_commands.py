@@ -351,7 +351,7 @@ TEMPLATE_DATA = {
     ],
 )
 def test_format_templates(template, expected):
-    from cache.imageview import render_template
+    from frontend.gotemplate import render_template
 
     assert render_template(template, TEMPLATE_DATA) == expected
 
@@ -366,7 +366,7 @@ def test_format_templates(template, expected):
     ],
 )
 def test_bad_templates_are_one_line_errors(template, message, busybox_store):
-    from cache.imageview import TemplateError, render_template
+    from frontend.gotemplate import TemplateError, render_template
 
     with pytest.raises(TemplateError, match=re.escape(message)):
         render_template(template, TEMPLATE_DATA)

@@ -408,3 +408,38 @@ def render_template(template: str, data: Any) -> str:
     out: list[str] = []
     _run(nodes, data, _Ctx(data), out)
     return "".join(out)
+
+
+# --- table headers -------------------------------------------------------------------------
+
+_HEADER_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
+
+
+def template_headers(template: str) -> tuple[bool, str]:
+    """(is_table, body) for a format: "table {{.ID}}\\t{{.Size}}" -> (True, "{{.ID}}\\t{{.Size}}")."""
+    stripped = template.lstrip()
+    if stripped.startswith("table"):
+        return True, stripped[len("table") :].lstrip()
+    return False, template
+
+
+def header_for(body: str) -> str:
+    """The header line Docker prints for a `table` format: field names in capitals."""
+    names = {
+        "ID": "IMAGE ID",
+        "Repository": "REPOSITORY",
+        "Tag": "TAG",
+        "Digest": "DIGEST",
+        "CreatedSince": "CREATED",
+        "CreatedAt": "CREATED AT",
+        "Size": "SIZE",
+        "CreatedBy": "CREATED BY",
+        "Comment": "COMMENT",
+    }
+
+    def repl(m: re.Match) -> str:
+        expr = m.group(1).strip()
+        key = expr.lstrip(".").split(".")[-1] if expr.startswith(".") else expr
+        return names.get(key, key.upper())
+
+    return _HEADER_ACTION.sub(repl, body.replace("\\t", "\t").replace("\\n", "\n"))
