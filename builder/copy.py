@@ -165,6 +165,36 @@ class LayerBuilder:
             os.lchown(host, *owner)
         os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
 
+    def put_files(
+        self, files: list[tuple[str, Path, os.stat_result, tuple[int, int]]], mode: int | None
+    ) -> None:
+        """Copy many regular files: their places are made one by one, the copies run in a
+        few threads (creating and filling files is syscall latency, which overlaps well)."""
+        for rel, _src, _st, _owner in files:
+            self._place(rel)
+        if len(files) < 32:
+            for rel, src, st, owner in files:
+                self._copy_file(self.upper / rel, src, st, owner, mode)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8, thread_name_prefix="copy") as pool:
+            jobs = [
+                pool.submit(self._copy_file, self.upper / rel, src, st, owner, mode)
+                for rel, src, st, owner in files
+            ]
+            for job in jobs:
+                job.result()
+
+    @staticmethod
+    def _copy_file(
+        host: Path, src: Path, st: os.stat_result, owner: tuple[int, int], mode: int | None
+    ) -> None:
+        shutil.copyfile(src, host, follow_symlinks=False)
+        os.lchown(host, *owner)  # before the chmod, which must keep setuid/setgid bits
+        os.chmod(host, mode if mode is not None else stat.S_IMODE(st.st_mode))
+        os.utime(host, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+
     def put_bytes(
         self, rel: str, data: bytes, owner: tuple[int, int], mode: int, mtime: int | None
     ) -> None:
@@ -215,15 +245,19 @@ def copy_sources(
             # The folder itself is not copied, only its contents: a missing DEST is made
             # like any new folder (0755, root or the --chown owner).
             builder.ensure_dir(dbase, chown)
+            files: list[tuple[str, Path, os.stat_result, tuple[int, int]]] = []
             for rel, host, st in src.entries:
                 target = f"{dbase}/{rel}" if dbase else rel
                 owner = _owner(st, src.keep_owner, chown)
                 if stat.S_ISDIR(st.st_mode):
                     mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
                     builder.set_dir_attrs(target, mode, owner[0], owner[1], st.st_mtime_ns)
+                elif stat.S_ISREG(st.st_mode):
+                    files.append((target, host, st, owner))
                 else:
                     builder.put_host(target, host, st, owner, chmod)
                 written.append(target)
+            builder.put_files(files, chmod)
             continue
         into_dir = ends_slash or builder.target_is_dir(base)
         target = f"{base}/{src.name}" if into_dir else base
