@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.epilog = USAGE_EXAMPLES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     a = p.add_argument
-    a("context", metavar="CONTEXT", help="build context: a folder, or - for a tar on stdin")
+    a(
+        "context",
+        metavar="CONTEXT",
+        nargs="?",
+        help="build context: a folder, or - for a tar on stdin (none with -f -)",
+    )
     a(
         "-t",
         "--tag",
@@ -163,13 +168,17 @@ def handle(args: argparse.Namespace) -> int:
     dockerfile_path: Path | None = None
     dockerfile_name = args.file or "Dockerfile"
 
+    if args.context is None and args.file != "-":
+        raise UsageError("a CONTEXT is required (a folder, or - for stdin; none only with -f -)")
     if args.file == "-":
         stdin_data = _read_stdin_bytes()
         dockerfile_text = stdin_data.decode("utf-8", "replace")
         dockerfile_name = "Dockerfile"
         if args.context == "-":
             raise UsageError("cannot read both the Dockerfile and the context from stdin")
-    if args.context == "-":
+    if args.context is None:
+        pass  # `-f -` alone: a Dockerfile and no context (local sources are an error)
+    elif args.context == "-":
         stdin_data = _read_stdin_bytes()
         if _looks_like_archive(stdin_data):
             context_tar = stdin_data

@@ -74,6 +74,8 @@ def test_dockerfile_on_stdin(busybox_store, tmp_path):
     assert p.returncode == 0, p.stderr
     p = _pybuild(busybox_store.root, "-q", "-", stdin=b"FROM busybox\nCOPY f /f\n")
     assert p.returncode == 1 and b"no build context" in p.stderr
+    p = _pybuild(busybox_store.root, "-q", "-f", "-", stdin=b"FROM busybox\nRUN true\n")
+    assert p.returncode == 0, p.stderr  # `-f -` alone: no context at all
 
 
 def test_json_progress(busybox_store, tmp_path):
