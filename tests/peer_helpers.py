@@ -548,6 +548,21 @@ def _documented_onbuild(image: ImageDump) -> list[str]:
     return problems
 
 
+def _documented_run_env(image: ImageDump) -> list[str]:
+    # What docker build's RUN gives (BuildKit): HOME from /etc/passwd, umask 0022, the
+    # primary group only.
+    return _expect_files(
+        image,
+        {
+            "root-env": "HOME=/root USER= TERM= LOGNAME=\n",
+            "umask": "0022\n",
+            "root-id": "uid=0(root) gid=0(root)\n",
+            "tmp/nobody-env": "HOME=/home\n",
+            "tmp/4242-id": "uid=4242 gid=0(root)\n",
+        },
+    )
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -593,6 +608,7 @@ CASES = [
     ),
     Case("dockerignore_prune"),
     Case("run_mknod", documented=_documented_run_mknod),
+    Case("run_env", documented=_documented_run_env),
     Case("onbuild_child", parent="onbuild_parent", documented=_documented_onbuild),
     Case("target_stage", target="mid", labels={"cli.label": "v", "stage": "from-cli"}),
 ]
@@ -700,9 +716,14 @@ class Buildah:
     def _buildah(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         return _run([*self.base, *args], env=self.env, timeout=timeout)
 
-    def prepare(self, base_oci_archive: Path) -> None:
+    @staticmethod
+    def precheck() -> None:
+        """Cheap: is there a buildah at all (before any base image is made)?"""
         if shutil.which("buildah") is None:
             raise PeerUnavailable("buildah is not installed")
+
+    def prepare(self, base_oci_archive: Path) -> None:
+        self.precheck()
         (self.work / "tmp").mkdir(parents=True, exist_ok=True)
         try:
             p = self._buildah("pull", "-q", f"oci-archive:{base_oci_archive}", timeout=60)
@@ -787,7 +808,8 @@ class Docker:
     def _docker(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         return _run([self.bin, *args], env=self.env, timeout=timeout)
 
-    def prepare(self, base_archive: Path) -> None:
+    def precheck(self) -> None:
+        """Cheap: a docker client and a daemon that answers (before any base is made)."""
         if shutil.which(self.bin) is None:
             raise PeerUnavailable("docker is not installed")
         try:
@@ -796,6 +818,9 @@ class Docker:
             raise PeerUnavailable(f"no docker daemon answers: {e}") from None
         if p.returncode != 0:
             raise PeerUnavailable(f"no docker daemon answers: {p.stderr.strip()[-200:]}")
+
+    def prepare(self, base_archive: Path) -> None:
+        self.precheck()
         p = self._docker("load", "-q", "-i", str(base_archive), timeout=60)
         if p.returncode != 0:
             raise PeerUnavailable(f"docker cannot load the base image: {p.stderr.strip()}")

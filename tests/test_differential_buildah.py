@@ -45,6 +45,11 @@ PEER_QUIRKS: dict[str, Quirk] = {
         " history; the files and config match",
         fields=("layers",),
     ),
+    "run_env": Quirk(
+        "buildah's RUN sets the user's supplementary groups (id prints groups=0(root));"
+        " Docker's RUN has none",
+        paths=("root-id", "tmp/4242-id", "tmp/nobody-id"),
+    ),
     "metadata": Quirk(
         "buildah keeps an EXPOSE range as one key '8000-8002/tcp'; Docker expands it",
         fields=("ExposedPorts",),
@@ -105,6 +110,10 @@ PEER_QUIRKS: dict[str, Quirk] = {
 def peers(tmp_path_factory: pytest.TempPathFactory):
     if not os.path.isfile("/bin/busybox"):
         pytest.skip("busybox-static is not installed (/bin/busybox)")
+    try:
+        Buildah.precheck()
+    except PeerUnavailable as e:
+        pytest.skip(str(e))
     from cache.bootstrap import make_busybox
     from cache.store import Store
 

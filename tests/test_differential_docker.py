@@ -64,6 +64,10 @@ PEER_QUIRKS: dict[str, Quirk] = {
 def peers(tmp_path_factory: pytest.TempPathFactory):
     if not os.path.isfile("/bin/busybox"):
         pytest.skip("busybox-static is not installed (/bin/busybox)")
+    try:
+        Docker().precheck()
+    except PeerUnavailable as e:
+        pytest.skip(str(e))
     from cache.bootstrap import make_busybox
     from cache.store import Store
 
