@@ -609,6 +609,12 @@ CASES = [
     Case("dockerignore_prune"),
     Case("run_mknod", documented=_documented_run_mknod),
     Case("run_env", documented=_documented_run_env),
+    Case(
+        "hardlinks",
+        documented=lambda image: _expect_files(
+            image, {"h1": "one\ntwo\n", "h2": "one\n", "hd/h3": "one\n"}
+        ),
+    ),
     Case("onbuild_child", parent="onbuild_parent", documented=_documented_onbuild),
     Case("target_stage", target="mid", labels={"cli.label": "v", "stage": "from-cli"}),
 ]

@@ -50,6 +50,12 @@ PEER_QUIRKS: dict[str, Quirk] = {
         " Docker's RUN has none",
         paths=("root-id", "tmp/4242-id", "tmp/nobody-id"),
     ),
+    "hardlinks": Quirk(
+        "buildah on the vfs driver (chosen here so that nothing is mounted) keeps hard links"
+        " shared across steps, so appending to /h1 changes /h2 too; overlay-based builders"
+        " (Docker's overlay2, pybuild) break the link on copy-up",
+        paths=("h2", "hd/h3"),
+    ),
     "metadata": Quirk(
         "buildah keeps an EXPOSE range as one key '8000-8002/tcp'; Docker expands it",
         fields=("ExposedPorts",),
