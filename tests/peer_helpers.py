@@ -390,13 +390,17 @@ def _setup_add_tar(ctx: Path) -> None:
 
 
 def file_text(image: ImageDump, path: str) -> str | None:
-    """The content of a regular file in the flattened image (None when absent)."""
+    """The content of a regular file in the image (None when absent), from the newest layer
+    that holds it; a hard link is read through the member it links to."""
     for data in reversed(image.layers):
         with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            for m in tf.getmembers():
-                if _norm(m.name) == path and m.isfile():
-                    f = tf.extractfile(m)
-                    return f.read().decode() if f else ""
+            members = {_norm(m.name): m for m in tf.getmembers()}
+            m = members.get(path)
+            if m is not None and m.islnk():
+                m = members.get(_norm(m.linkname))
+            if m is not None and m.isfile():
+                f = tf.extractfile(m)
+                return f.read().decode() if f else ""
     return None
 
 
