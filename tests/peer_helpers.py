@@ -1,20 +1,25 @@
 """Differential testing against the real peers: `buildah bud` and `docker build` (BuildKit).
 
-The same Dockerfile and context (a folder under tests/differential/) are built by pybuild and
-by a peer; both images are exported as archives (`pydock save`, `buildah push oci-archive:`,
-`docker save`) and read by the same code here, so that what is compared is only what each
-builder put in its image:
+The same Dockerfile and context (a folder under tests/differential/, the cases listed in
+tests/differential/cases.py) are built by pybuild and by a peer (tests/differential/
+builders.py); both images are exported as archives (`pydock save`, `buildah push
+docker-archive:`, `docker save`) and read by the same code here, so that what is compared is
+only what each builder put in its image:
 
 - the flattened root file system (layers applied in order, whiteouts honoured): per path the
-  type, permission bits, owner, symlink target and content digest (mtimes are not compared);
+  type, permission bits, owner, symlink target, device numbers and content digest (mtimes
+  are not compared);
 - the config fields a Dockerfile sets (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts,
-  Volumes, Labels, StopSignal), with "absent", null and empty treated alike;
-- the number of layers each image adds to the base.
+  Volumes, Labels, StopSignal, Healthcheck, OnBuild, Shell; os, architecture, author), with
+  "absent", null and empty treated alike;
+- the number of layers each image adds to the base and which history entries carry one.
 
-A peer that is missing or cannot run here makes the tests skip with the reason; nothing here
-ever starts a daemon. Buildah keeps its storage under the test's tmp_path (`--root`,
-`--runroot`, the vfs driver, so it mounts nothing); Docker gets uniquely named tags, removed
-afterwards.
+Where a peer is the odd one out (a `Quirk`), the paths and fields concerned are left out and
+the case's `documented` check judges pybuild's image on its own. A peer that is missing or
+cannot run here makes the tests skip with the reason; nothing here ever starts a daemon.
+
+By hand: `.venv/bin/python tests/peer_helpers.py --peer docker|buildah [CASE...]` prints
+every difference, the quirks included (see bench/peers.md).
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ import re
 import shutil
 import subprocess
 import tarfile
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,6 +284,21 @@ def config_diff(
     ]
 
 
+def file_text(image: ImageDump, path: str) -> str | None:
+    """The content of a regular file in the image (None when absent), from the newest layer
+    that holds it; a hard link is read through the member it links to."""
+    for data in reversed(image.layers):
+        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
+            members = {_norm(m.name): m for m in tf.getmembers()}
+            m = members.get(path)
+            if m is not None and m.islnk():
+                m = members.get(_norm(m.linkname))
+            if m is not None and m.isfile():
+                f = tf.extractfile(m)
+                return f.read().decode() if f else ""
+    return None
+
+
 # --- cases ----------------------------------------------------------------------------------
 
 
@@ -326,304 +345,6 @@ class Case:
         return dest
 
 
-def _setup_copy_basic(ctx: Path) -> None:
-    (ctx / "script.sh").chmod(0o755)
-    (ctx / "secret.txt").chmod(0o600)
-    (ctx / "dir" / "sub").chmod(0o750)
-    (ctx / "dir" / "empty").mkdir()  # git keeps no empty folders
-    (ctx / "dir" / "abs-link").symlink_to("/etc/passwd")
-
-
-def _setup_copy_setuid(ctx: Path) -> None:
-    (ctx / "script.sh").chmod(0o4755)
-
-
-def _setup_copy_dir_mode(ctx: Path) -> None:
-    (ctx / "dir").chmod(0o700)
-    (ctx / "dir" / "sub").chmod(0o750)
-
-
-def _tar(entries: list[tuple[str, str, int, int, int, bytes | str]], compress: bool) -> bytes:
-    """A tar of (name, kind, mode, uid, gid, content-or-link-target) with fixed mtimes."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for name, kind, mode, uid, gid, data in entries:
-            info = tarfile.TarInfo(name)
-            info.mode, info.uid, info.gid, info.mtime = mode, uid, gid, 1_600_000_000
-            if kind == "dir":
-                info.type = tarfile.DIRTYPE
-                tf.addfile(info)
-            elif kind == "symlink":
-                info.type, info.linkname = tarfile.SYMTYPE, str(data)
-                tf.addfile(info)
-            else:
-                raw = data if isinstance(data, bytes) else data.encode()
-                info.size = len(raw)
-                tf.addfile(info, io.BytesIO(raw))
-    raw = buf.getvalue()
-    return gzip.compress(raw, mtime=0) if compress else raw
-
-
-TAR_ENTRIES = [
-    ("pkg/", "dir", 0o750, 1234, 5678, ""),
-    ("pkg/bin/", "dir", 0o755, 0, 0, ""),
-    ("pkg/bin/tool", "file", 0o755, 1234, 5678, "#!/bin/sh\necho tool\n"),
-    ("pkg/link", "symlink", 0o777, 0, 0, "bin/tool"),
-    ("pkg/secret", "file", 0o600, 99, 99, "s3cret\n"),
-    ("top.txt", "file", 0o644, 0, 0, "top\n"),
-]
-
-
-def _setup_add_tar(ctx: Path) -> None:
-    import bz2
-    import lzma
-
-    raw = _tar(TAR_ENTRIES, compress=False)
-    (ctx / "archive.tar.gz").write_bytes(gzip.compress(raw, mtime=0))
-    (ctx / "archive.tar.bz2").write_bytes(bz2.compress(raw))
-    (ctx / "archive.tar.xz").write_bytes(lzma.compress(raw))
-    # A gzip of something that is not a tar: ADD copies it as it is.
-    (ctx / "single.gz").write_bytes(gzip.compress(b"not a tar\n", mtime=0))
-    (ctx / "plain.tar").write_bytes(
-        _tar([("a/", "dir", 0o755, 0, 0, ""), ("a/b.txt", "file", 0o640, 3, 4, "b\n")], False)
-    )
-
-
-def file_text(image: ImageDump, path: str) -> str | None:
-    """The content of a regular file in the image (None when absent), from the newest layer
-    that holds it; a hard link is read through the member it links to."""
-    for data in reversed(image.layers):
-        with tarfile.open(fileobj=io.BytesIO(data)) as tf:
-            members = {_norm(m.name): m for m in tf.getmembers()}
-            m = members.get(path)
-            if m is not None and m.islnk():
-                m = members.get(_norm(m.linkname))
-            if m is not None and m.isfile():
-                f = tf.extractfile(m)
-                return f.read().decode() if f else ""
-    return None
-
-
-def _setup_add_tar_chown(ctx: Path) -> None:
-    (ctx / "archive.tar.gz").write_bytes(_tar(TAR_ENTRIES, compress=True))
-
-
-def _documented_arg_after_env(image: ImageDump) -> list[str]:
-    # "Environment variables defined using the ENV instruction always override an ARG
-    # instruction of the same name." (Dockerfile reference, "Using ARG variables")
-    problems = []
-    if (got := file_text(image, "x.txt")) != "env-wins\n":
-        problems.append(f"/x.txt: {got!r}, the docs say ENV wins: 'env-wins\\n'")
-    env = (image.config.get("config") or {}).get("Env") or []
-    if "Y=env-wins" not in env:
-        problems.append(f"Env {env!r} lacks Y=env-wins")
-    return problems
-
-
-def _documented_workdir_user(image: ImageDump) -> list[str]:
-    # "If the WORKDIR doesn't exist, it will be created even if it's not used in any
-    # subsequent Dockerfile instruction." (Dockerfile reference, WORKDIR)
-    fs = image.rootfs()
-    return [f"/{p} not created" for p in ("as-user/nested", "as-nobody") if p not in fs]
-
-
-def _documented_exposed(image: ImageDump) -> list[str]:
-    # Docker expands an EXPOSE range into one ExposedPorts key per port.
-    ports = (image.config.get("config") or {}).get("ExposedPorts") or {}
-    want = {"80/tcp", "443/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"}
-    return [] if set(ports) == want else [f"ExposedPorts {sorted(ports)} != {sorted(want)}"]
-
-
-def _documented_parser_forms(image: ImageDump) -> list[str]:
-    # EXPOSE's protocol is tcp or udp; Docker stores it lower-case.
-    ports = (image.config.get("config") or {}).get("ExposedPorts") or {}
-    return [] if set(ports) == {"8080/tcp"} else [f"ExposedPorts {sorted(ports)}"]
-
-
-def _documented_shell(image: ImageDump) -> list[str]:
-    # "The SHELL instruction allows the default shell used for the shell form of commands
-    # to be overridden." (RUN, CMD and ENTRYPOINT shell forms).
-    c = image.config.get("config") or {}
-    problems = []
-    if c.get("Cmd") != ["/bin/ash", "-c", "echo hi"]:
-        problems.append(f"Cmd {c.get('Cmd')!r}")
-    if c.get("Entrypoint") != ["/bin/ash", "-c", "echo ep"]:
-        problems.append(f"Entrypoint {c.get('Entrypoint')!r}")
-    if (got := file_text(image, "zero")) != "/bin/ash\n":
-        problems.append(f"/zero {got!r}: RUN did not use SHELL")
-    return problems
-
-
-def _expect_files(image: ImageDump, want: dict[str, str]) -> list[str]:
-    return [
-        f"/{path}: {got!r}, want {text!r}"
-        for path, text in want.items()
-        if (got := file_text(image, path)) != text
-    ]
-
-
-def _documented_heredoc(image: ImageDump) -> list[str]:
-    # Heredocs (Dockerfile reference, "Here-Documents"): a RUN heredoc is the script, a COPY
-    # heredoc is the file; a quoted delimiter turns expansion off.
-    return _expect_files(
-        image,
-        {
-            "h1": "first\nsecond\n",
-            "h2.txt": "hello world\n",
-            "h3.txt": "literal $NAME\n",
-            "h4": "tabs stripped world\n",
-        },
-    )
-
-
-def _documented_volume_changes(image: ImageDump) -> list[str]:
-    # "If any build steps change the data within the volume after it has been declared,
-    # those changes will be discarded when using the legacy builder. When using Buildkit,
-    # the changes will instead be kept." (Dockerfile reference, VOLUME)
-    return _expect_files(image, {"vol/after": "after\n", "vol/before": "changed\n"})
-
-
-def _documented_run_mount(image: ImageDump) -> list[str]:
-    return _expect_files(
-        image, {"from-bind": "mounted\n", "tmpfs-list": "y\n", "from-cache": "c\n"}
-    )
-
-
-def _documented_workdir_paths(image: ImageDump) -> list[str]:
-    # WORKDIR resolves relative paths against the previous one and creates the folder.
-    fs = image.rootfs()
-    problems = [] if "a/c/d/e/f" in fs else ["/a/c/d/e/f not created"]
-    wd = (image.config.get("config") or {}).get("WorkingDir")
-    if wd != "/a/c/d/e/f":
-        problems.append(f"WorkingDir {wd!r}")
-    return problems
-
-
-def _documented_stage_base(image: ImageDump) -> list[str]:
-    # WORKDIR /srv ran (creating it as root) before USER nobody.
-    srv = image.rootfs().get("srv")
-    return [] if srv and (srv.uid, srv.gid) == (0, 0) else [f"/srv {srv}"]
-
-
-def _documented_copy_symlinks(image: ImageDump) -> list[str]:
-    # Docker resolves the destination inside the image's root, following its symlinks.
-    fs = image.rootfs()
-    problems = _expect_files(image, {"target/f.txt": "f\n", "file": "f\n"})
-    if fs.get("filelink", Entry("absent", 0, 0, 0)).kind != "symlink":
-        problems.append("/filelink is no longer a symlink")
-    return problems
-
-
-def _documented_copy_dangling(image: ImageDump) -> list[str]:
-    return _expect_files(image, {"missing-target": "f\n", "nowhere/file": "f\n"})
-
-
-def _documented_copy_setuid(image: ImageDump) -> list[str]:
-    # COPY keeps a file's mode, setuid and setgid included (what docker build does).
-    fs = image.rootfs()
-    want = {"script.sh": 0o4755, "fromstage/s": 0o4755, "fromstage/g": 0o2755}
-    return [
-        f"/{p}: mode {fs[p].mode:04o}, want {m:04o}" if p in fs else f"/{p} absent"
-        for p, m in want.items()
-        if p not in fs or fs[p].mode != m
-    ]
-
-
-def _documented_run_mknod(image: ImageDump) -> list[str]:
-    fs = image.rootfs()
-    want = {"null-copy": ("char", (1, 3)), "blk": ("block", (7, 200))}
-    return [
-        f"/{p}: {fs[p].describe() if p in fs else 'absent'}"
-        for p, (kind, dev) in want.items()
-        if p not in fs or (fs[p].kind, fs[p].device) != (kind, dev)
-    ]
-
-
-def _documented_onbuild(image: ImageDump) -> list[str]:
-    # ONBUILD triggers run in the child build, right after its FROM, and are not inherited.
-    c = image.config.get("config") or {}
-    problems = _expect_files(
-        image, {"app/child.txt": "child\n", "app/trigger.txt": "triggered 1\n"}
-    )
-    if "TRIGGERED=yes" not in (c.get("Env") or []):
-        problems.append(f"Env {c.get('Env')!r} lacks TRIGGERED=yes")
-    if c.get("OnBuild"):
-        problems.append(f"OnBuild inherited: {c['OnBuild']!r}")
-    return problems
-
-
-def _documented_run_env(image: ImageDump) -> list[str]:
-    # What docker build's RUN gives (BuildKit): HOME from /etc/passwd, umask 0022, the
-    # primary group only.
-    return _expect_files(
-        image,
-        {
-            "root-env": "HOME=/root USER= TERM= LOGNAME=\n",
-            "umask": "0022\n",
-            "root-id": "uid=0(root) gid=0(root)\n",
-            "tmp/nobody-env": "HOME=/home\n",
-            "tmp/4242-id": "uid=4242 gid=0(root)\n",
-        },
-    )
-
-
-CASES = [
-    Case("copy_basic", setup=_setup_copy_basic),
-    Case("copy_dir_mode", setup=_setup_copy_dir_mode),
-    Case("copy_chown_chmod"),
-    Case("copy_chown_parents"),
-    Case("add_tar", setup=_setup_add_tar),
-    Case("env_workdir"),
-    Case("args", build_args={"Y": "from-cli", "Z": "zcli"}),
-    Case("arg_after_env", documented=_documented_arg_after_env),
-    Case("multistage"),
-    Case("dockerignore"),
-    Case("metadata", documented=_documented_exposed),
-    Case("entrypoint_cmd"),
-    Case("shell_run", documented=_documented_shell),
-    Case("heredoc", documented=_documented_heredoc),
-    Case("whiteout"),
-    Case("user_workdir"),
-    Case("workdir_user", documented=_documented_workdir_user),
-    Case("add_tar_chown", setup=_setup_add_tar_chown),
-    Case("volume_changes", documented=_documented_volume_changes),
-    Case("stage_base", documented=_documented_stage_base),
-    Case("cmd_forms"),
-    Case("run_mount", documented=_documented_run_mount),
-    Case("copy_symlinks", documented=_documented_copy_symlinks),
-    Case("workdir_paths", documented=_documented_workdir_paths),
-    Case("dockerignore_self"),
-    Case("run_user"),
-    Case("copy_setuid", setup=_setup_copy_setuid, documented=_documented_copy_setuid),
-    Case("copy_dangling", documented=_documented_copy_dangling),
-    Case("parser_forms", documented=_documented_parser_forms),
-    Case("copy_from_wildcard"),
-    Case("scratch_stage", documented=lambda image: []),
-    Case("env_forms"),
-    Case("copy_names"),
-    Case("dockerignore_edge"),
-    Case("workdir_symlink", documented=lambda image: []),
-    Case("replace_kinds"),
-    Case("copy_symlink_src"),
-    Case(
-        "arg_in_flags",
-        build_args={"OWNER": "33", "SIG": "SIGUSR1"},
-        documented=lambda image: [] if "dest/w" in image.rootfs() else ["/dest/w not created"],
-    ),
-    Case("dockerignore_prune"),
-    Case("run_mknod", documented=_documented_run_mknod),
-    Case("run_env", documented=_documented_run_env),
-    Case(
-        "hardlinks",
-        documented=lambda image: _expect_files(
-            image, {"h1": "one\ntwo\n", "h2": "one\n", "hd/h3": "one\n"}
-        ),
-    ),
-    Case("onbuild_child", parent="onbuild_parent", documented=_documented_onbuild),
-    Case("target_stage", target="mid", labels={"cli.label": "v", "stage": "from-cli"}),
-]
-
-
 def compare(
     case: Case,
     ours: ImageDump,
@@ -650,14 +371,14 @@ def compare(
     return diffs
 
 
-# --- builders -------------------------------------------------------------------------------
+# --- running builders ------------------------------------------------------------------------
 
 
 class PeerUnavailable(Exception):
     """The peer is not installed or cannot run here (the tests skip with this reason)."""
 
 
-def _run(argv: list[str], *, env: dict | None = None, timeout: int = 300, cwd=None):  # noqa: ANN001
+def run_tool(argv: list[str], *, env: dict | None = None, timeout: int = 300, cwd=None):  # noqa: ANN001
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, cwd=cwd)
 
 
@@ -665,221 +386,12 @@ class BuildFailed(AssertionError):
     pass
 
 
-def _check(p: subprocess.CompletedProcess, what: str) -> None:
+def check_ok(p: subprocess.CompletedProcess, what: str) -> None:
     if p.returncode != 0:
         raise BuildFailed(f"{what} failed ({p.returncode}):\n{p.stdout[-2000:]}{p.stderr[-3000:]}")
 
 
-class Pybuild:
-    """pybuild and pydock as subprocesses over one store root."""
-
-    name = "pybuild"
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
-        argv = [PYBUILD, "--root", str(self.root), "--progress", "plain", "-t", tag]
-        p = _run([*argv, *flags, str(ctx)])
-        _check(p, "pybuild")
-        p = _run([PYDOCK, "--root", str(self.root), "save", "-o", str(out), tag])
-        _check(p, "pydock save")
-        return read_archive(out)
-
-    def base_archive(self, out: Path, fmt: str, name: str = "busybox:latest") -> Path:
-        """Save our busybox (under `name`) for a peer to load: the same base for both."""
-        from cache.archive import save_images
-        from cache.store import Store
-
-        store = Store.open(self.root)
-        with open(out, "wb") as f:
-            save_images(store, [(store.get_image("busybox:latest"), [name])], f, fmt=fmt)
-        return out
-
-
-class Buildah:
-    """Debian's buildah with private storage under `work` (vfs: no mounts; runc: crun
-    refuses this machine's hybrid cgroups)."""
-
-    name = "buildah"
-    # runc creates /run in the image for its mounts when the base lacks it.
-    artefacts = frozenset({"run"})
-    # buildah moves a redefined variable to the end of Env (Docker keeps its place).
-    env_order = False
-    # buildah makes no layer for WORKDIR (BuildKit commits the folder it creates).
-    workdir_layers = False
-    history_shape = True
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.env = {**os.environ, "TMPDIR": str(work / "tmp")}
-        self.base = [
-            "buildah",
-            "--root",
-            str(work / "storage"),
-            "--runroot",
-            str(work / "run"),
-            "--storage-driver",
-            "vfs",
-        ]
-
-    def _buildah(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        return _run([*self.base, *args], env=self.env, timeout=timeout)
-
-    @staticmethod
-    def precheck() -> None:
-        """Cheap: is there a buildah at all (before any base image is made)?"""
-        if shutil.which("buildah") is None:
-            raise PeerUnavailable("buildah is not installed")
-
-    def prepare(self, base_oci_archive: Path) -> None:
-        self.precheck()
-        (self.work / "tmp").mkdir(parents=True, exist_ok=True)
-        try:
-            p = self._buildah("pull", "-q", f"oci-archive:{base_oci_archive}", timeout=60)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise PeerUnavailable(f"buildah cannot run: {e}") from None
-        if p.returncode != 0:
-            raise PeerUnavailable(f"buildah cannot load the base image: {p.stderr.strip()[-300:]}")
-        # Smoke: a RUN step needs a working runtime here.
-        smoke = self.work / "smoke"
-        smoke.mkdir(exist_ok=True)
-        (smoke / "Dockerfile").write_text("FROM busybox\nRUN true\n")
-        p = self._bud(smoke, "pydock-difftest-smoke", [])
-        if p.returncode != 0:
-            raise PeerUnavailable(f"buildah cannot run a RUN step here: {p.stderr.strip()[-300:]}")
-
-    def _bud(self, ctx: Path, tag: str, flags: list[str]) -> subprocess.CompletedProcess:
-        runtime = ["--runtime", "runc"] if shutil.which("runc") else []
-        return self._buildah(
-            "bud",
-            "--pull=never",
-            "--layers",
-            # Docker's image format: with OCI's, buildah drops SHELL, HEALTHCHECK, ONBUILD.
-            "--format",
-            "docker",
-            "--network",
-            "none",
-            *runtime,
-            "-t",
-            tag,
-            *flags,
-            str(ctx),
-        )
-
-    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
-        _check(self._bud(ctx, tag, flags), "buildah bud")
-        _check(self._buildah("push", "-q", tag, f"docker-archive:{out}"), "buildah push")
-        return read_archive(out)
-
-    def cleanup(self) -> None:
-        if shutil.which("buildah") is None or not (self.work / "storage").exists():
-            return
-        self._buildah("rm", "--all", timeout=60)
-        self._buildah("rmi", "--all", "--force", timeout=60)
-        # vfs mounts nothing; this is a guard in case a runtime left a mount behind anyway.
-        for target in mounts_under(self.work):
-            subprocess.run(["umount", "-l", target], capture_output=True)
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below `path`, deepest first."""
-    prefix = str(path.resolve())
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4].replace("\\040", " ")
-            if target == prefix or target.startswith(prefix + "/"):
-                found.append(target)
-    return sorted(found, key=len, reverse=True)
-
-
-class Docker:
-    """Debian's docker client with BuildKit, against a daemon that is already running.
-
-    The base is loaded under a unique name (never touching the user's `busybox` tag) and
-    the Dockerfile's `FROM busybox` is rewritten to it; every tag made is removed at the end.
-    """
-
-    name = "docker"
-    artefacts: frozenset[str] = frozenset()
-    env_order = True
-    workdir_layers = True
-    history_shape = True
-
-    def __init__(self) -> None:
-        self.bin = "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
-        self.env = {**os.environ, "DOCKER_BUILDKIT": "1"}
-        self.repo = f"pydock-difftest-{uuid.uuid4().hex[:8]}"
-        self.base_name = f"{self.repo}/busybox:latest"
-        self.tags: list[str] = []
-
-    def _docker(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        return _run([self.bin, *args], env=self.env, timeout=timeout)
-
-    def precheck(self) -> None:
-        """Cheap: a docker client and a daemon that answers (before any base is made)."""
-        if shutil.which(self.bin) is None:
-            raise PeerUnavailable("docker is not installed")
-        try:
-            p = self._docker("version", "--format", "{{.Server.Version}}", timeout=15)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise PeerUnavailable(f"no docker daemon answers: {e}") from None
-        if p.returncode != 0:
-            raise PeerUnavailable(f"no docker daemon answers: {p.stderr.strip()[-200:]}")
-
-    def prepare(self, base_archive: Path) -> None:
-        self.precheck()
-        p = self._docker("load", "-q", "-i", str(base_archive), timeout=60)
-        if p.returncode != 0:
-            raise PeerUnavailable(f"docker cannot load the base image: {p.stderr.strip()}")
-        self.tags.append(self.base_name)
-        smoke = base_archive.parent / "docker-smoke"
-        smoke.mkdir(exist_ok=True)
-        (smoke / "Dockerfile").write_text(f"FROM {self.base_name}\nRUN true\n")
-        tag = f"{self.repo}/smoke:latest"
-        p = self._docker("build", "--network=none", "-q", "-t", tag, str(smoke))
-        if p.returncode != 0:
-            raise PeerUnavailable(f"docker build (BuildKit) cannot run here: {p.stderr[-300:]}")
-        self.tags.append(tag)
-
-    def rewrite(self, ctx: Path) -> Path:
-        """A copy of the Dockerfile, outside the context (which must stay as pybuild saw
-        it), with `FROM busybox` / `--from=busybox` pointing at the uniquely named base."""
-        text = (ctx / "Dockerfile").read_text()
-        df = ctx.parent / f"{ctx.name}.Dockerfile"
-        text = re.sub(
-            r"(?im)^(\s*FROM\s+(?:--platform=\S+\s+)?)busybox(:latest)?(?=\s|$)",
-            lambda m: m.group(1) + self.base_name,
-            text,
-        )
-        text = re.sub(
-            rf"(?im)^(\s*FROM\s+){PARENT_TAG}(?=\s|$)",
-            lambda m: m.group(1) + f"{self.repo}/{PARENT_TAG}:latest",
-            text,
-        )
-        text = re.sub(r"--from=busybox(:latest)?(?=\s)", f"--from={self.base_name}", text)
-        df.write_text(text)
-        return df
-
-    def build(self, ctx: Path, tag: str, flags: list[str], out: Path) -> ImageDump:
-        df = self.rewrite(ctx)
-        name = f"{self.repo}/{tag}:latest"
-        own = ["--network=none", "-q", "-f", str(df), "-t", name]
-        p = self._docker("build", *own, *flags, str(ctx))
-        _check(p, "docker build")
-        self.tags.append(name)
-        _check(self._docker("save", "-o", str(out), name), "docker save")
-        return read_archive(out)
-
-    def cleanup(self) -> None:
-        if self.tags:
-            self._docker("rmi", "--force", *reversed(self.tags), timeout=120)
-            self.tags.clear()
-
-
-def build_both(case: Case, ours: Pybuild, peer, work: Path) -> tuple[ImageDump, ImageDump]:  # noqa: ANN001
+def build_both(case: Case, ours, peer, work: Path) -> tuple[ImageDump, ImageDump]:  # noqa: ANN001
     """Build `case` with pybuild and with `peer` (each from its own copy of the context)."""
     work.mkdir(parents=True, exist_ok=True)
     if case.parent:  # the base image the case builds FROM, made by each builder itself
@@ -904,13 +416,13 @@ class Quirk:
     fields: tuple[str, ...] = ()
 
 
-def params(differs: dict[str, str], cannot: dict[str, str]) -> list:
+def params(cases: list[Case], differs: dict[str, str], cannot: dict[str, str]) -> list:
     """pytest params for every case: xfail(strict) where pybuild is known to differ, skip
-    where the peer cannot build the case at all."""
+    where the peer cannot build the case at all (and there is no documented check)."""
     import pytest
 
     out = []
-    for case in CASES:
+    for case in cases:
         marks = []
         if case.name in differs:
             reason = f"pybuild differs: {differs[case.name]}"
@@ -923,7 +435,7 @@ def params(differs: dict[str, str], cannot: dict[str, str]) -> list:
 
 def check_case(
     case: Case,
-    ours: Pybuild,
+    ours,  # noqa: ANN001
     peer,  # noqa: ANN001
     work: Path,
     quirks: dict[str, Quirk],
@@ -949,7 +461,7 @@ def check_case(
     assert not diffs, f"{case.name}: pybuild and {peer.name} differ:\n" + "\n".join(diffs)
 
 
-def check_both_fail(name: str, ours: Pybuild, peer, work: Path) -> None:  # noqa: ANN001
+def check_both_fail(name: str, ours, peer, work: Path) -> None:  # noqa: ANN001
     """The case `name` (a folder under tests/differential/, not in CASES) is an error for the
     peer; pybuild must refuse it too, as a user error (a message, not an internal error)."""
     case = Case(name)
@@ -962,7 +474,7 @@ def check_both_fail(name: str, ours: Pybuild, peer, work: Path) -> None:  # noqa
         raise AssertionError(f"{peer.name} built {name}: the case expects an error")
     ctx = case.materialise(work / "ctx-pybuild")
     argv = [PYBUILD, "--root", str(ours.root), "--progress", "plain", "-t", tag, str(ctx)]
-    p = _run(argv)
+    p = run_tool(argv)
     assert p.returncode != 0, f"pybuild built {name}, {peer.name} refused it"
     assert "internal error" not in p.stderr, f"pybuild crashed:\n{p.stderr[-1500:]}"
 
@@ -980,6 +492,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work folder (archives)")
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     args = ap.parse_args(argv)
+    from differential.builders import Buildah, Docker, Pybuild
+    from differential.cases import CASES
+
     from cache.bootstrap import make_busybox
     from cache.store import Store
 

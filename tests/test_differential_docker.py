@@ -12,15 +12,9 @@ import os
 from pathlib import Path
 
 import pytest
-from peer_helpers import (
-    Docker,
-    PeerUnavailable,
-    Pybuild,
-    Quirk,
-    check_both_fail,
-    check_case,
-    params,
-)
+from differential.builders import Docker, Pybuild
+from differential.cases import CASES
+from peer_helpers import PeerUnavailable, Quirk, check_both_fail, check_case, params
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
@@ -84,7 +78,7 @@ def peers(tmp_path_factory: pytest.TempPathFactory):
     docker.cleanup()
 
 
-@pytest.mark.parametrize("case", params(PYBUILD_DIFFERS, PEER_CANNOT))
+@pytest.mark.parametrize("case", params(CASES, PYBUILD_DIFFERS, PEER_CANNOT))
 def test_same_image_as_docker(peers, case, tmp_path: Path) -> None:
     ours, peer = peers
     check_case(case, ours, peer, tmp_path, PEER_QUIRKS, PEER_CANNOT)
