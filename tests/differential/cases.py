@@ -242,6 +242,15 @@ def _documented_run_env(image: ImageDump) -> list[str]:
     )
 
 
+def _documented_wildcard_no_match(image: ImageDump) -> list[str]:
+    # BuildKit (docker build's default builder) lets a wildcard source match nothing: the
+    # COPY copies nothing and the build goes on (moby/moby#26332; buildah#5742 asks buildah
+    # to do the same). The classic builder refused it.
+    fs = image.rootfs()
+    problems = _expect_files(image, {"after": "after\n"})
+    return problems + (["/x created"] if "x" in fs else [])
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -288,6 +297,9 @@ CASES = [
     Case("dockerignore_prune"),
     Case("run_mknod", documented=_documented_run_mknod),
     Case("run_env", documented=_documented_run_env),
+    Case("metadata_edge"),
+    Case("wildcard_optional"),
+    Case("wildcard_no_match", documented=_documented_wildcard_no_match),
     Case(
         "hardlinks",
         documented=lambda image: _expect_files(
@@ -296,4 +308,18 @@ CASES = [
     ),
     Case("onbuild_child", parent="onbuild_parent", documented=_documented_onbuild),
     Case("target_stage", target="mid", labels={"cli.label": "v", "stage": "from-cli"}),
+]
+
+# Folders under tests/differential/ that both builders must refuse; pybuild with a message
+# (a user error, exit code 1), never an internal error.
+ERROR_CASES = [
+    "copy_symlink_loop",
+    "copy_symlink_outside",
+    "err_missing_source",
+    "err_multi_source_no_slash",
+    "err_outside_context",
+    "err_run_fails",
+    "err_workdir_on_file",
+    "err_unknown_instruction",
+    "err_copy_into_file",
 ]
