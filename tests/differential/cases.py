@@ -322,4 +322,6 @@ ERROR_CASES = [
     "err_workdir_on_file",
     "err_unknown_instruction",
     "err_copy_into_file",
+    "err_copy_ignored",
+    "err_required_var",
 ]
