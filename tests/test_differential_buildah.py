@@ -29,6 +29,8 @@ PEER_CANNOT: dict[str, str] = {
     "heredoc": "buildah 1.28 has no heredoc support (added in 1.33): it reads the body as"
     " instructions",
     "run_mknod": "buildah's RUN has no CAP_MKNOD here (mknod: Operation not permitted)",
+    "stage_names": "buildah 1.28 matches stage names case-sensitively (COPY --from=build of"
+    " 'AS Build': no stage found) and leaves the automatic platform ARGs unset",
     "wildcard_no_match": "buildah 1.28 refuses a wildcard matching nothing (buildah#5742),"
     " as the classic builder did; BuildKit accepts it",
 }

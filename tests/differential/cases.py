@@ -251,6 +251,24 @@ def _documented_wildcard_no_match(image: ImageDump) -> list[str]:
     return problems + (["/x created"] if "x" in fs else [])
 
 
+def _documented_stage_names(image: ImageDump) -> list[str]:
+    # Stage names are case-insensitive; the automatic platform ARGs (TARGETARCH, ...) are
+    # set for this machine (Dockerfile reference, "Automatic platform ARGs").
+    import platform
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    problems = _expect_files(
+        image,
+        {
+            "platform": f"{arch} linux/{arch} linux\n",
+            "second": "second\n",
+            "by-index": "second\n",
+        },
+    )
+    env = (image.config.get("config") or {}).get("Env") or []
+    return problems + ([] if "OS_SEEN=linux" in env else [f"Env {env!r} lacks OS_SEEN=linux"])
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -298,6 +316,7 @@ CASES = [
     Case("run_mknod", documented=_documented_run_mknod),
     Case("run_env", documented=_documented_run_env),
     Case("metadata_edge"),
+    Case("stage_names", documented=_documented_stage_names),
     Case("wildcard_optional"),
     Case("wildcard_no_match", documented=_documented_wildcard_no_match),
     Case(
