@@ -37,6 +37,9 @@ PEER_ACCEPTS: dict[str, str] = {
     " trailing slash; the reference says 'If multiple <src> resources are specified, ..."
     " <dest> must be a directory, and it must end with a slash /' (the classic builder"
     " refused it, as pybuild does)",
+    "err_chown_unknown_user": "BuildKit (Docker 20.10) gives a file 0:0 for COPY --chown=ghost"
+    " when /etc/passwd has no such user; buildah and pybuild refuse, as the reference's"
+    " --chown section has names looked up in the image's /etc/passwd and /etc/group",
 }
 # Where Docker is the odd one out: left out of the comparison, and pybuild's image is
 # checked against Docker's documented behaviour instead (the case's `documented`).

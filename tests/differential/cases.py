@@ -343,4 +343,8 @@ ERROR_CASES = [
     "err_copy_into_file",
     "err_copy_ignored",
     "err_required_var",
+    "err_chown_unknown_user",
+    "err_run_unknown_user",
+    "err_env_no_value",
+    "err_unknown_stage_index",
 ]
