@@ -462,17 +462,18 @@ def check_case(
 
 
 def check_both_fail(
-    name: str,
+    case: Case | str,
     ours,  # noqa: ANN001
     peer,  # noqa: ANN001
     work: Path,
     peer_accepts: dict[str, str] | None = None,
 ) -> None:
-    """The case `name` (a folder under tests/differential/, not in CASES) is an error for the
-    peer; pybuild must refuse it too, as a user error (a message, not an internal error).
+    """The case (or the folder `case` under tests/differential/) is an error for the peer; pybuild must refuse it too, as a user error (a message, not an internal error).
     Where the peer accepts what Docker's docs forbid (`peer_accepts`: name -> why), only
     pybuild's refusal is checked."""
-    case = Case(name)
+    if isinstance(case, str):
+        case = Case(case)
+    name = case.name
     tag = f"diff-{name.replace('_', '-')}"
     if name not in (peer_accepts or {}):
         try:

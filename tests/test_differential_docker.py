@@ -21,6 +21,13 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "wildcard_optional": "a COPY whose wildcard source matches nothing fails ('no source files"
     " were specified') even when another source exists; Docker copies what matches (the"
     " classic builder too)",
+    "add_tar_dotdot": "ADD of a local tar with a '../evil.txt' member fails ('leads out of"
+    " the root'); Docker extracts it inside DEST (/t/evil.txt), as `tar -x` strips a leading"
+    " '../' (the reference: ADD unpacks 'with the same behavior as tar -x'). Refusing is"
+    " the safer choice; the owner decides",
+    "add_tar_symlink_escape": "ADD of a local tar with 'link -> /etc' then 'link/pwned'"
+    " writes /t/etc/pwned (the symlink resolved inside DEST); Docker fails the build"
+    " (open /link/pwned: no such file). Nothing escapes either way",
     "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
     " BuildKit, Docker's default builder, copies nothing and goes on",
 }
@@ -99,7 +106,19 @@ def test_same_image_as_docker(peers, case, tmp_path: Path) -> None:
     check_case(case, ours, peer, tmp_path, PEER_QUIRKS, PEER_CANNOT)
 
 
-@pytest.mark.parametrize("name", ERROR_CASES)
-def test_both_refuse(peers, name: str, tmp_path: Path) -> None:
+def _error_params() -> list:
+    out = []
+    for case in ERROR_CASES:
+        name = case if isinstance(case, str) else case.name
+        marks = []
+        if name in PYBUILD_DIFFERS:
+            reason = f"pybuild differs: {PYBUILD_DIFFERS[name]}"
+            marks.append(pytest.mark.xfail(strict=True, reason=reason))
+        out.append(pytest.param(case, id=name, marks=marks))
+    return out
+
+
+@pytest.mark.parametrize("case", _error_params())
+def test_both_refuse(peers, case, tmp_path: Path) -> None:
     ours, peer = peers
-    check_both_fail(name, ours, peer, tmp_path, PEER_ACCEPTS)
+    check_both_fail(case, ours, peer, tmp_path, PEER_ACCEPTS)

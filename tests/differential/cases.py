@@ -83,6 +83,22 @@ def _setup_add_tar_chown(ctx: Path) -> None:
     (ctx / "archive.tar.gz").write_bytes(_tar(TAR_ENTRIES, compress=True))
 
 
+def _setup_add_tar_dotdot(ctx: Path) -> None:
+    entries = [
+        ("ok.txt", "file", 0o644, 0, 0, "ok\n"),
+        ("../evil.txt", "file", 0o644, 0, 0, "evil\n"),
+    ]
+    (ctx / "dotdot.tar").write_bytes(_tar(entries, compress=False))
+
+
+def _setup_add_tar_symlink_escape(ctx: Path) -> None:
+    entries = [
+        ("link", "symlink", 0o777, 0, 0, "/etc"),
+        ("link/pwned", "file", 0o644, 0, 0, "pwned\n"),
+    ]
+    (ctx / "symlink.tar").write_bytes(_tar(entries, compress=False))
+
+
 def _documented_arg_after_env(image: ImageDump) -> list[str]:
     # "Environment variables defined using the ENV instruction always override an ARG
     # instruction of the same name." (Dockerfile reference, "Using ARG variables")
@@ -317,6 +333,7 @@ CASES = [
     Case("run_env", documented=_documented_run_env),
     Case("metadata_edge"),
     Case("stage_names", documented=_documented_stage_names),
+    Case("add_tar_dotdot", setup=_setup_add_tar_dotdot),
     Case("wildcard_optional"),
     Case("wildcard_no_match", documented=_documented_wildcard_no_match),
     Case(
@@ -347,4 +364,5 @@ ERROR_CASES = [
     "err_run_unknown_user",
     "err_env_no_value",
     "err_unknown_stage_index",
+    Case("add_tar_symlink_escape", setup=_setup_add_tar_symlink_escape),
 ]
