@@ -28,6 +28,10 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "add_tar_symlink_escape": "ADD of a local tar with 'link -> /etc' then 'link/pwned'"
     " writes /t/etc/pwned (the symlink resolved inside DEST); Docker fails the build"
     " (open /link/pwned: no such file). Nothing escapes either way",
+    "proxy_args": "the predefined proxy ARGs (HTTP_PROXY, https_proxy, NO_PROXY, ...) given"
+    " with --build-arg do not reach RUN without an ARG line; Docker passes them ('Docker has a"
+    " set of predefined ARG variables that you can use without a corresponding ARG"
+    " instruction')",
     "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
     " BuildKit, Docker's default builder, copies nothing and goes on",
 }

@@ -293,6 +293,15 @@ CASES = [
     Case("add_tar", setup=_setup_add_tar),
     Case("env_workdir"),
     Case("args", build_args={"Y": "from-cli", "Z": "zcli"}),
+    Case(
+        "proxy_args",
+        build_args={
+            "UNDECL": "x",
+            "HTTP_PROXY": "http://p:1",
+            "https_proxy": "http://q:2",
+            "NO_PROXY": "local",
+        },
+    ),
     Case("arg_after_env", documented=_documented_arg_after_env),
     Case("multistage"),
     Case("dockerignore"),
