@@ -31,6 +31,10 @@ PYBUILD_DIFFERS: dict[str, str] = {
     " with --build-arg do not reach RUN without an ARG line; Docker and buildah pass them ('Docker has a"
     " set of predefined ARG variables that you can use without a corresponding ARG"
     " instruction')",
+    "arg_scoping": "a stage FROM another stage does not inherit that stage's ARGs (a RUN"
+    " there sees [$V] [$A] empty); Docker (BuildKit) passes them on, and the reference says"
+    " so since moby/buildkit#5381 ('An ARG variable declared inside a build stage is"
+    " automatically inherited by other stages based on that stage')",
     "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
     " BuildKit, Docker's default builder, copies nothing and goes on",
 }
@@ -70,6 +74,11 @@ PEER_QUIRKS: dict[str, Quirk] = {
         "buildah's RUN sets the user's supplementary groups (id prints groups=0(root));"
         " Docker's RUN has none",
         paths=("root-id", "tmp/4242-id", "tmp/nobody-id"),
+    ),
+    "arg_scoping": Quirk(
+        "buildah 1.28 does not pass a stage's ARGs on to a stage built FROM it (fixed in"
+        " imagebuilder#304, 2025); the reference and BuildKit do",
+        paths=("child-stage",),
     ),
     "hardlinks": Quirk(
         "buildah on the vfs driver (chosen here so that nothing is mounted) keeps hard links"

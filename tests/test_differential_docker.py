@@ -32,6 +32,10 @@ PYBUILD_DIFFERS: dict[str, str] = {
     " with --build-arg do not reach RUN without an ARG line; Docker passes them ('Docker has a"
     " set of predefined ARG variables that you can use without a corresponding ARG"
     " instruction')",
+    "arg_scoping": "a stage FROM another stage does not inherit that stage's ARGs (a RUN"
+    " there sees [$V] [$A] empty); Docker (BuildKit) passes them on, and the reference says"
+    " so since moby/buildkit#5381 ('An ARG variable declared inside a build stage is"
+    " automatically inherited by other stages based on that stage')",
     "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
     " BuildKit, Docker's default builder, copies nothing and goes on",
 }

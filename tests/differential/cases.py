@@ -285,6 +285,22 @@ def _documented_stage_names(image: ImageDump) -> list[str]:
     return problems + ([] if "OS_SEEN=linux" in env else [f"Env {env!r} lacks OS_SEEN=linux"])
 
 
+def _documented_arg_scoping(image: ImageDump) -> list[str]:
+    # "An ARG variable declared inside a build stage is automatically inherited by other
+    # stages based on that stage" (Dockerfile reference, "Scope", since BuildKit's docs fix
+    # moby/buildkit#5381; what docker build with BuildKit does). A global ARG is seen in a
+    # stage only once redeclared there.
+    return _expect_files(
+        image,
+        {
+            "not-redeclared": "[]\n",
+            "redeclared": "[global]\n",
+            "chain": "7 72 723\n",
+            "child-stage": "[global] [7]\n",
+        },
+    )
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -303,6 +319,7 @@ CASES = [
         },
     ),
     Case("arg_after_env", documented=_documented_arg_after_env),
+    Case("arg_scoping", build_args={"A": "7"}, documented=_documented_arg_scoping),
     Case("multistage"),
     Case("dockerignore"),
     Case("metadata", documented=_documented_exposed),
