@@ -76,6 +76,13 @@ PEER_QUIRKS: dict[str, Quirk] = {
         " history entry, as for any metadata step",
         fields=("layers",),
     ),
+    "arg_vs_base_env": Quirk(
+        "BuildKit lets an ARG declared in the stage (its default or --build-arg) win over an"
+        " ENV of the same name from the base image, in RUN and in expansion; the reference"
+        " says ENV always overrides an ARG of the same name (buildah agrees with pybuild)",
+        paths=("x", "other"),
+        fields=("Env",),
+    ),
     "run_mount": Quirk(
         "BuildKit leaves the RUN --mount targets (/mnt, /scratch, /cache) in the image as"
         " empty folders; the docs say nothing, pybuild leaves none",

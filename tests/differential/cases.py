@@ -301,6 +301,13 @@ def _documented_arg_scoping(image: ImageDump) -> list[str]:
     )
 
 
+def _documented_arg_vs_base_env(image: ImageDump) -> list[str]:
+    # ENV always overrides an ARG of the same name, also an ENV the base image set.
+    problems = _expect_files(image, {"x": "base\n", "other": "o\n"})
+    env = (image.config.get("config") or {}).get("Env") or []
+    return problems + ([] if "Y=base" in env else [f"Env {env!r} lacks Y=base"])
+
+
 CASES = [
     Case("copy_basic", setup=_setup_copy_basic),
     Case("copy_dir_mode", setup=_setup_copy_dir_mode),
@@ -319,6 +326,12 @@ CASES = [
         },
     ),
     Case("arg_after_env", documented=_documented_arg_after_env),
+    Case(
+        "arg_vs_base_env",
+        parent="env_parent",
+        build_args={"OTHER": "cli"},
+        documented=_documented_arg_vs_base_env,
+    ),
     Case("arg_scoping", build_args={"A": "7"}, documented=_documented_arg_scoping),
     Case("multistage"),
     Case("dockerignore"),
