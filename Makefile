@@ -46,7 +46,7 @@ test: lint
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python bench/run.py
+	for b in bench/*_bench.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) *.egg-info
