@@ -12,6 +12,7 @@ old or the new version, never a half-written one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import threading
@@ -67,6 +68,13 @@ class StoreLock:
                 except PermissionError:
                     raise StoreError(
                         f"{self.path}: permission denied (changing the store needs root)"
+                    ) from None
+                except OSError as e:
+                    if e.errno != errno.EROFS:
+                        raise
+                    raise StoreError(
+                        f"{self.path.parent}: the store is on a read-only file system "
+                        "(it can be read, not changed)"
                     ) from None
                 try:
                     flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB

@@ -8,6 +8,7 @@ Only the module of the command being run is imported, which keeps start-up fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -19,8 +20,21 @@ DEFAULT_ROOT = "/var/lib/pydock"
 
 
 def store_root(args: argparse.Namespace) -> str:
-    """The store root: --root, else $PYDOCK_ROOT, else /var/lib/pydock."""
-    return getattr(args, "root", None) or os.environ.get("PYDOCK_ROOT") or DEFAULT_ROOT
+    """The store root: --root, else $PYDOCK_ROOT, else /var/lib/pydock.
+
+    A root that is not a folder, or whose parent folder does not exist, is refused here, once
+    for every command (a mistyped --root must not grow a new tree of folders)."""
+    root = getattr(args, "root", None) or os.environ.get("PYDOCK_ROOT") or DEFAULT_ROOT
+    if os.path.isdir(root):
+        return root
+    if os.path.lexists(root):
+        raise PydockError(f"store root {root}: not a directory")
+    parent = os.path.dirname(os.path.abspath(root))
+    if not os.path.isdir(parent):
+        raise PydockError(
+            f"store root {root}: its parent folder {parent} does not exist or is not a folder"
+        )
+    return root
 
 
 def add_global_options(parser: argparse.ArgumentParser) -> None:
@@ -37,9 +51,40 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exits with the program's code."""
 
     usage_exit_code = 2
+    _argv: list[str] = []
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: ANN001, ANN201
+        self._argv = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        # argparse checks required positionals before it reports unknown options, so
+        # `pydock rmi --bogus` would say "IMAGE is required"; name the real mistake first.
+        unknown = self._unknown_flag()
+        if unknown and "required" in message:
+            message = f"unknown flag: {unknown}"
         self.exit(self.usage_exit_code, f"{self.prog}: error: {message}\n")
+
+    def _unknown_flag(self) -> str | None:
+        """The first word of this parser's argv that looks like an option it does not know."""
+        known = self._option_string_actions
+        for word in self._argv:
+            if word == "--":
+                return None
+            if not word.startswith("-") or word == "-" or word[1:2].isdigit():
+                continue
+            if word.startswith("--"):
+                if word.split("=", 1)[0] not in known:
+                    return word.split("=", 1)[0]
+                continue
+            # -abc: a cluster of short flags, the first one taking a value ends it
+            for i in range(1, len(word)):
+                action = known.get("-" + word[i])
+                if action is None:
+                    return "-" + word[i]
+                if action.nargs != 0:
+                    break
+        return None
 
 
 def make_parser(prog: str, description: str, usage_exit_code: int = 2) -> argparse.ArgumentParser:
@@ -115,11 +160,26 @@ def run_handler(
         except OSError:
             pass
         return 0
-    except Exception:
+    except OSError as exc:
+        # The machine's limits, not pydock's bugs: a full disk, a quota, a read-only mount.
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            return _internal_error(prog, args)
         if getattr(args, "debug", False):
             raise
-        import traceback
+        sys.stdout.flush()
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"{prog}: error: {where}{exc.strerror}\n")
+        return 1
+    except Exception:
+        return _internal_error(prog, args)
 
-        sys.stderr.write(f"{prog}: internal error (a bug in pydock; rerun with --debug):\n")
-        sys.stderr.write(traceback.format_exc().splitlines()[-1] + "\n")
-        return 1 if prog == "pybuild" else 125
+
+def _internal_error(prog: str, args: argparse.Namespace) -> int:
+    """Report the exception being handled (called from an `except` block) as a bug."""
+    if getattr(args, "debug", False):
+        raise  # noqa: PLE0704 - re-raises the exception the caller is handling
+    import traceback
+
+    sys.stderr.write(f"{prog}: internal error (a bug in pydock; rerun with --debug):\n")
+    sys.stderr.write(traceback.format_exc().splitlines()[-1] + "\n")
+    return 1 if prog == "pybuild" else 125
