@@ -76,6 +76,8 @@ def _lex(template: str) -> list[tuple[str, str]]:
         if m.group(3):
             rest = text[pos:]
             pos += len(rest) - len(rest.lstrip())
+    if "{{" in text[pos:]:
+        raise TemplateError("template: :1: unclosed action")
     out.append(("text", text[pos:]))
     return [t for t in out if t != ("text", "")]
 
@@ -139,18 +141,25 @@ def _parse_if_chain(tokens: list, i: int, cond: str) -> tuple[list, int, str]:
 
 
 class _Ctx:
-    def __init__(self, root: Any) -> None:
+    def __init__(self, root: Any, struct: bool = False) -> None:
         self.root = root
+        self.struct = struct
         self.vars: dict[str, Any] = {"$": root}
 
 
-def _field(value: Any, path: str) -> Any:
-    for part in [p for p in path.split(".") if p]:
+def _field(value: Any, path: str, struct: bool = False) -> Any:
+    """`.A.B` of `value`; with `struct`, `value` is the object Docker formats (a Go struct,
+    so an unknown first field is an error, where a map's missing key prints <no value>)."""
+    for n, part in enumerate(p for p in path.split(".") if p):
         if isinstance(value, dict):
             if part in value:
                 value = value[part]
                 continue
             match = [k for k in value if isinstance(k, str) and k.lower() == part.lower()]
+            if not match and struct and n == 0:
+                raise TemplateError(
+                    f'template: :1: executing "" at <.{part}>: can\'t evaluate field {part}'
+                )
             value = value[match[0]] if match else _NO_VALUE
             continue
         if value is None or value is _NO_VALUE:
@@ -163,12 +172,13 @@ def _operand(tok: str, dot: Any, ctx: _Ctx) -> Any:
     if tok == ".":
         return dot
     if tok.startswith("."):
-        return _field(dot, tok)
+        return _field(dot, tok, struct=ctx.struct and dot is ctx.root)
     if tok.startswith("$"):
         name, _, path = tok.partition(".")
         if name not in ctx.vars:
             raise TemplateError(f"template: undefined variable {name}")
-        return _field(ctx.vars[name], path) if path else ctx.vars[name]
+        value = ctx.vars[name]
+        return _field(value, path, struct=ctx.struct and value is ctx.root) if path else value
     if tok.startswith('"'):
         return json.loads(tok)
     if tok.startswith("`"):
@@ -402,11 +412,14 @@ def _run(nodes: list, dot: Any, ctx: _Ctx, out: list[str]) -> None:
                 _run(node[2], item, ctx, out)
 
 
-def render_template(template: str, data: Any) -> str:
-    """Run a Go-template `--format` over `data` (a dict as Docker's JSON shows it)."""
+def render_template(template: str, data: Any, *, struct: bool = False) -> str:
+    """Run a Go-template `--format` over `data` (a dict as Docker's JSON shows it).
+
+    With `struct`, `data` stands for the Go struct Docker formats: an unknown top-level field
+    is an error (as Go's is), not `<no value>`; the command line passes it."""
     nodes, _, _ = _parse(_lex(template), 0, ())
     out: list[str] = []
-    _run(nodes, data, _Ctx(data), out)
+    _run(nodes, data, _Ctx(data, struct), out)
     return "".join(out)
 
 

@@ -75,7 +75,7 @@ def _print_formatted(fmt: str, objects: list[dict]) -> None:
     is_table, body = template_headers(fmt)
     if is_table and not body:
         raise CommandError("--format table needs a template, or use the default table output")
-    lines = [render_template(body, obj) for obj in objects]
+    lines = [render_template(body, obj, struct=True) for obj in objects]
     if is_table:
         from frontend.render import print_table
 
@@ -358,7 +358,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
         else:
             for obj in results:
-                _write(render_template(args.format, obj) + "\n")
+                _write(render_template(args.format, obj, struct=True) + "\n")
     else:
         _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
     return status
