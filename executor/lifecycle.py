@@ -104,6 +104,8 @@ def signal_number(name: str | int | None, default: int = signal.SIGTERM) -> int:
         return name
     text = str(name).strip().upper()
     if text.isdigit():
+        if not 0 < int(text) < signal.NSIG:
+            raise PydockError(f"invalid signal: {name}")
         return int(text)
     if not text.startswith("SIG"):
         text = "SIG" + text
@@ -161,8 +163,134 @@ def _image_runtime_config(image) -> dict:  # noqa: ANN001 - cache.images.Image
 # --- create --------------------------------------------------------------------------------------
 
 
-def create_container(root: Path | str, opts: RunOptions, store=None) -> Container:  # noqa: ANN001
-    """Write a new container record for `opts` (state "created"); nothing runs yet."""
+_PORT = r"\d+(-\d+)?(/(tcp|udp|sctp))?"
+
+
+def _online_cpus() -> tuple[set[int], str]:
+    """The CPUs a cpuset may name, and how Docker writes them ("0-1")."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+        return _parse_cpuset(text), text
+    except (OSError, ValueError):
+        n = os.cpu_count() or 1
+        return set(range(n)), f"0-{n - 1}"
+
+
+def _parse_cpuset(text: str) -> set[int]:
+    out: set[int] = set()
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        if not lo.isdigit() or (dash and not hi.isdigit()):
+            raise ValueError(text)
+        out.update(range(int(lo), int(hi if dash else lo) + 1))
+    return out
+
+
+def check_options(opts: RunOptions, *, will_start: bool = False) -> None:
+    """Refuse flag values that can never work, before anything is written (Docker checks
+    these at create); with `will_start` (`run`), also what would only fail at start."""
+    for e in opts.env:
+        if not e.split("=", 1)[0]:
+            raise RunError(f"invalid environment variable: {e}")
+    for t in opts.tmpfs:
+        if not t.partition(":")[0].startswith("/"):
+            raise RunError(f"invalid tmpfs mount '{t}': mount path must be absolute")
+    for a in opts.attach:
+        if a.lower() not in ("stdin", "stdout", "stderr"):
+            raise RunError(
+                f'invalid argument "{a}" for -a: valid streams are STDIN, STDOUT and STDERR'
+            )
+    for lab in opts.labels:
+        if not lab.partition("=")[0]:
+            raise RunError(f"invalid label '{lab}': empty name")
+    for p in opts.expose:
+        if not re.fullmatch(_PORT, p):
+            raise RunError(f"invalid range format for --expose: {p}")
+    for p in opts.publish:
+        parts = p.split(":")
+        if (
+            len(parts) > 3
+            or not re.fullmatch(_PORT, parts[-1])
+            or (len(parts) > 1 and parts[-2] and not re.fullmatch(r"\d+(-\d+)?", parts[-2]))
+        ):
+            raise RunError(
+                f"invalid publish value '{p}': expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"
+            )
+    if opts.cpus is not None and opts.cpus <= 0:
+        raise RunError("Range of CPUs is from 0.01 to the number of CPUs available")
+    if opts.workdir and not opts.workdir.startswith("/"):
+        raise RunError(f"the working directory {opts.workdir!r} is not absolute")
+    for h in opts.add_host:
+        name, sep, ip = h.partition(":")
+        if not sep or not name or not ip:
+            raise RunError(f"invalid extra host {h!r} (want host:ip)")
+    from executor.caps import cap_number
+
+    for cap in [*opts.cap_add, *opts.cap_drop]:
+        if cap.upper() != "ALL":
+            try:
+                cap_number(cap)
+            except PydockError as e:
+                raise RunError(e.message) from None
+    if opts.cpu_shares is not None and opts.cpu_shares < 0:
+        raise RunError(f"invalid value {opts.cpu_shares} for --cpu-shares: must not be negative")
+    if opts.cpuset_cpus:
+        try:
+            wanted = _parse_cpuset(opts.cpuset_cpus)
+        except ValueError:
+            raise RunError(f"Invalid value {opts.cpuset_cpus} for cpuset cpus") from None
+        online, text = _online_cpus()
+        if not wanted <= online:
+            raise RunError(
+                f"Requested CPUs are not available - requested {opts.cpuset_cpus}, "
+                f"available: {text}"
+            )
+    if will_start and (opts.publish or opts.publish_all) and opts.network != "host":
+        raise RunError(
+            "port publishing needs a bridge network, which pydock does not have: "
+            "use --network host (the container's ports are then the host's) or drop -p/-P"
+        )
+
+
+def _open_cidfile(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise RunError(
+            f"Container ID file found, make sure the other container isn't running or delete {path}"
+        ) from None
+    except OSError as e:
+        raise RunError(f"failed to create the container ID file: {path}: {e.strerror}") from None
+
+
+def create_container(
+    root: Path | str,
+    opts: RunOptions,
+    store=None,  # noqa: ANN001
+    *,
+    will_start: bool = False,
+) -> Container:
+    """Write a new container record for `opts` (state "created"); nothing runs yet.
+
+    `will_start` (`pydock run`) also refuses, before writing anything, what start would refuse.
+    """
+    check_options(opts, will_start=will_start)
+    cid_fd = _open_cidfile(opts.cidfile) if opts.cidfile else None
+    try:
+        c = _create(root, opts, store)
+    except BaseException:
+        if cid_fd is not None:
+            os.close(cid_fd)
+            os.unlink(opts.cidfile)
+        raise
+    if cid_fd is not None:
+        os.write(cid_fd, c.id.encode())
+        os.close(cid_fd)
+    log_event(root, "create", c.id, {"image": opts.image, "name": c.name})
+    return c
+
+
+def _create(root: Path | str, opts: RunOptions, store=None) -> Container:  # noqa: ANN001
     from cache.store import Store
     from executor.volumes import MountRequest, VolumeStore, copy_image_content, parse_volume_spec
 
@@ -368,17 +496,6 @@ def create_container(root: Path | str, opts: RunOptions, store=None) -> Containe
             state=State(),
         )
         cstore.create(c)
-    if opts.cidfile:
-        try:
-            fd = os.open(opts.cidfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            cstore.remove_record(c)
-            raise RunError(
-                f"Container ID file found, make sure the other container isn't running or delete {opts.cidfile}"
-            ) from None
-        os.write(fd, cid.encode())
-        os.close(fd)
-    log_event(root, "create", cid, {"image": opts.image, "name": c.name})
     return c
 
 

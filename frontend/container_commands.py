@@ -194,7 +194,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     root = store_root(args)
     try:
         opts = run_options(args, detach=args.detach)
-        c = create_container(root, opts)
+        c = create_container(root, opts, will_start=True)
     except PydockError as e:
         raise _as_125(e) from None
     if args.detach:
@@ -490,7 +490,7 @@ def cmd_ps(args: argparse.Namespace) -> int:
         from frontend.gotemplate import render_template, template_headers
 
         is_table, body = template_headers(args.format)
-        lines = [render_template(body, r) for r in rows]
+        lines = [render_template(body, r, struct=True) for r in rows]
         if is_table:
             hdr = body
             names = {
@@ -674,7 +674,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from frontend.gotemplate import render_template
 
         for obj in out:
-            print(render_template(args.format, obj))
+            print(render_template(args.format, obj, struct=True))
     else:
         print(json.dumps(out, indent=4))
     return code
@@ -768,8 +768,18 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     c = _cstore(args).get(args.container)
     if args.output:
-        with open(args.output, "wb") as f:
-            export_container(c, f)
+        # Written beside the target and renamed: a failed export leaves no partial file.
+        out = os.path.abspath(args.output)
+        tmp = f"{out}.tmp-{os.getpid()}"
+        try:
+            with open(tmp, "wb") as f:
+                export_container(c, f)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise PydockError(f"{args.output}: {e.strerror}") from None
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
     else:
         if sys.stdout.isatty():
             raise PydockError(
@@ -781,10 +791,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shlex(line: str, rest: str) -> list[str]:
+    import shlex
+
+    try:
+        return shlex.split(rest)
+    except ValueError as e:
+        raise PydockError(f"commit -c {line!r}: {e}") from None
+
+
 def commit_changes(changes: list[str]) -> dict:
     """Config changes from `commit -c` lines ("CMD [...]", "ENV K=V", "EXPOSE 80", ...)."""
     import json
-    import shlex
 
     out: dict = {}
     for line in changes:
@@ -800,7 +818,7 @@ def commit_changes(changes: list[str]) -> dict:
                 value = ["/bin/sh", "-c", rest]
             out["Cmd" if word == "CMD" else "Entrypoint"] = value
         elif word == "ENV":
-            parts = shlex.split(rest)
+            parts = _shlex(line, rest)
             if parts and "=" not in parts[0]:
                 k, _, v = rest.partition(" ")
                 pairs = [f"{k}={v.strip()}"]
@@ -809,14 +827,17 @@ def commit_changes(changes: list[str]) -> dict:
             out.setdefault("Env", []).extend(pairs)
         elif word == "LABEL":
             out.setdefault("Labels", {}).update(
-                dict(p.partition("=")[::2] for p in shlex.split(rest))
+                dict(p.partition("=")[::2] for p in _shlex(line, rest))
             )
         elif word == "EXPOSE":
             out.setdefault("ExposedPorts", {}).update(
                 {(p if "/" in p else f"{p}/tcp"): {} for p in rest.split()}
             )
         elif word == "VOLUME":
-            vols = json.loads(rest) if rest.startswith("[") else rest.split()
+            try:
+                vols = json.loads(rest) if rest.startswith("[") else rest.split()
+            except ValueError:
+                raise PydockError(f"commit -c {line!r}: not a JSON array") from None
             out.setdefault("Volumes", {}).update({v: {} for v in vols})
         elif word in ("USER", "WORKDIR", "STOPSIGNAL"):
             out[{"USER": "User", "WORKDIR": "WorkingDir", "STOPSIGNAL": "StopSignal"}[word]] = rest
@@ -852,6 +873,9 @@ def cmd_exec(args: argparse.Namespace) -> int:
     from executor.exec import exec_in_container
 
     c = _cstore(args).get(args.container)
+    for e in args.env:
+        if not e.split("=", 1)[0]:
+            raise PydockError(f"invalid environment variable: {e}", exit_code=125)
     if not c.state.running:
         raise PydockError(f"Container {c.id} is not running", exit_code=1)
     if c.state.status == "paused":
@@ -885,7 +909,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     until = _parse_since(args.until)
     filters: dict[str, list[str]] = {}
     for f in args.filter:
-        k, _, v = f.partition("=")
+        k, sep, v = f.partition("=")
+        if not sep:
+            raise PydockError(f'bad format of filter (expected name=value): "{f}"')
+        if k.lower() not in ("type", "event", "action", "container", "image", "label"):
+            raise PydockError(f"invalid filter '{k}'")
         filters.setdefault(k.lower(), []).append(v)
 
     def keep(ev) -> bool:  # noqa: ANN001
@@ -916,7 +944,7 @@ def cmd_events(args: argparse.Namespace) -> int:
             else:
                 from frontend.gotemplate import render_template
 
-                print(render_template(args.format, ev.to_json()), flush=True)
+                print(render_template(args.format, ev.to_json(), struct=True), flush=True)
             continue
         ts = (
             time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ev.time))

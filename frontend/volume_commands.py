@@ -35,7 +35,11 @@ def cmd_create(args: argparse.Namespace) -> int:
     if args.driver not in ("local", None):
         raise PydockError(f"volume driver {args.driver!r} is not supported (only local)")
     name = args.name or args.name_opt or ""
-    v, _ = _vstore(args).create(name, labels=_labels(args.label), anonymous=False)
+    try:
+        v, _ = _vstore(args).create(name, labels=_labels(args.label), anonymous=False)
+    except PydockError as e:
+        e.exit_code = 1  # 125 is for `run -v`; `docker volume create` exits 1
+        raise
     print(v.name)
     return 0
 
@@ -68,7 +72,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
                 "Mountpoint": str(v.mountpoint),
                 "Scope": "local",
             }
-            print(render_template(args.format, row))
+            print(render_template(args.format, row, struct=True))
         return 0
     from frontend.container_commands import docker_table
 
@@ -89,7 +93,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         from frontend.gotemplate import render_template
 
         for obj in out:
-            print(render_template(args.format, obj))
+            print(render_template(args.format, obj, struct=True))
     else:
         print(json.dumps(out, indent=4))
     return code
