@@ -485,6 +485,13 @@ class Store:
         r = ref if isinstance(ref, Reference) else parse_reference(ref)
         if r.digest is not None:
             raise BadReference(f"refusing to create a tag with a digest reference: {r}")
+        text = str(ref)
+        if re.fullmatch(r"sha256:[0-9a-f]{64}", text):
+            # Docker's rule: "sha256:<hex>" would read back as an image id, not as this tag.
+            raise BadReference(
+                f"invalid reference format: refusing to create an ambiguous tag using digest "
+                f"algorithm as name: {text!r}"
+            )
         return r.with_default_tag()
 
     def _present(self, index: Index, image: Image | str) -> Image:
