@@ -581,12 +581,23 @@ def load_archive(store: Any, source: str | os.PathLike[str] | BinaryIO) -> list[
     """
     with _staging(store) as staging:
         if isinstance(source, str | os.PathLike) and Path(source).is_dir():
-            members = _members_of_dir(Path(source))
+            top = Path(source)
+            # Checked first: every file of the folder is hashed, so `load -i /` must not walk /.
+            if not any((top / n).is_file() for n in ("oci-layout", "index.json", "manifest.json")):
+                raise ArchiveError(
+                    f"{top}: a folder that is not an image layout (no oci-layout, index.json "
+                    "or manifest.json in it)"
+                )
+            members = _members_of_dir(top)
         else:
             if isinstance(source, str | os.PathLike):
                 archive = Path(source)
                 if not archive.is_file():
-                    raise ArchiveError(f"{archive}: no such file")
+                    raise ArchiveError(
+                        f"{archive}: not a regular file"
+                        if os.path.lexists(archive)
+                        else f"{archive}: no such file"
+                    )
             else:
                 archive = staging / "stdin.tar"
                 _spool(source, archive)

@@ -425,7 +425,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 
     store = _store(args)
     if args.input:
-        loaded = load_archive(store, args.input)
+        try:
+            loaded = load_archive(store, args.input)
+        except PydockError as e:
+            if not e.message.startswith(args.input):  # name the file the problem is in
+                e.args = (f"{args.input}: {e.message}",)
+            raise
     else:
         if sys.stdin.isatty():
             raise CommandError("requested load from stdin, but stdin is empty")

@@ -230,8 +230,11 @@ ROWS: list = [
     (["save", "-o", "/tmp", "busybox"], 1, "/tmp: Is a directory"),
     (["save", "--format", "weird", "busybox"], 125, "invalid choice: 'weird'"),
     (["load", "-i", "/nonexistent"], 1, "/nonexistent: no such file"),
-    (["load", "-i", "/tmp"], 1, "/tmp"),
-    (["load", "-i", "/dev/null"], 1, "/dev/null"),
+    (["load", "-i", "/tmp"], 1, "/tmp: a folder that is not an image layout"),
+    (["load", "-i", "/dev/null"], 1, "/dev/null: not a regular file"),
+    (["load", "-i", "/etc/passwd"], 1, "/etc/passwd: not a tar archive"),
+    (["load", "-i", "{tmp}/empty"], 1, "/empty: not an image archive: empty file"),
+    (["import", "{tmp}/empty"], 1, "empty stream"),
     (["import", "/nonexistent"], 1, "/nonexistent: no such file"),
     (["import", "/etc/passwd"], 1, "/etc/passwd: not a tar"),
     (["import", "/tmp"], 1, "/tmp: is a directory"),
@@ -269,6 +272,7 @@ def world(busybox_root: Path, tmp_path_factory: pytest.TempPathFactory):
     pyd("run", "-d", "--name", "web", "-v", "inuse:/data", "busybox", "sleep", "1000", check=True)
     pyd("run", "--name", "stopped", "busybox", "true", check=True)
     pyd("create", "--name", "other", "busybox", "true", check=True)
+    (tmp / "empty").write_bytes(b"")
     try:
         yield root
     finally:
@@ -330,6 +334,7 @@ def _no_start(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("row", ROWS, ids=_row_id)
 def test_bad_input(row, world: Path, capsys: pytest.CaptureFixture, _no_start) -> None:
     argv, code, message = row
+    argv = [a.replace("{tmp}", str(world.parent)) for a in argv]
     before = snapshot(world)
     got, out, err = run_main(["--root", str(world), *argv], capsys)
     assert_one_clean_line(err)
