@@ -8,6 +8,7 @@ record; `spec_for` turns a record into the executor's `RunSpec`. Holding a runni
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import signal
@@ -216,8 +217,16 @@ def check_options(opts: RunOptions, *, will_start: bool = False) -> None:
             raise RunError(
                 f"invalid publish value '{p}': expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO]"
             )
-    if opts.cpus is not None and opts.cpus <= 0:
-        raise RunError("Range of CPUs is from 0.01 to the number of CPUs available")
+    if opts.cpus is not None:
+        n = os.cpu_count() or 1
+        if not math.isfinite(opts.cpus) or not 0.01 <= opts.cpus <= n:
+            raise RunError(
+                f"Range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"
+            )
+    if opts.cpu_shares is not None and opts.cpu_shares > 262144:
+        raise RunError(f"invalid value {opts.cpu_shares} for --cpu-shares: at most 262144")
+    if opts.pids_limit is not None and opts.pids_limit > 2**62:
+        raise RunError(f"invalid value {opts.pids_limit} for --pids-limit: too large")
     if opts.workdir and not opts.workdir.startswith("/"):
         raise RunError(f"the working directory {opts.workdir!r} is not absolute")
     for h in opts.add_host:
