@@ -159,9 +159,8 @@ class BuildContext:
             under = "/".join(fixed)
             if under and not (self.root / under).is_dir():
                 under = ""
+            # A wildcard matching nothing copies nothing (BuildKit, Docker's builder).
             names = [p for p in self.files(under) if pat.match(p)]
-            if not names:
-                raise ContextError(f"{instruction} {src}: no source files were specified")
             return [self._source(n, src, instruction) for n in names]
         return [self._source(rel, src, instruction)]
 

@@ -230,8 +230,7 @@ def _stage_sources(solver: Any, st: Any, src: str, step: str) -> list[CopySource
             n for n in view.listdir(parent) if fnmatch.fnmatchcase(n, posixpath.basename(base))
         ]
         rels = [f"{parent}/{n}" if parent else n for n in names]
-        if not rels:
-            raise CopyError(f"{step}: no source files were specified ({src})")
+
     else:
         rels = [view.resolve(base)]
     out = []

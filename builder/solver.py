@@ -179,6 +179,7 @@ class Solver(MetadataSteps, RunSteps):
         self.result = BuildResult()
         self.vertex = 0
         self.states: dict[int, BuildState] = {}
+        self.stage_args: dict[int, dict[str, str]] = {}
         self.sde = opts.source_date_epoch
         self.context = None
         self._views: dict[tuple[str, ...], Any] = {}
@@ -378,7 +379,12 @@ class Solver(MetadataSteps, RunSteps):
             cfg = dict(state.config)
             cfg.pop("OnBuild", None)
             state = state.with_config(cfg)
-        ctx = StageCtx(stage, state, {}, total=1 + len(trigger_nodes) + len(stage.nodes))
+        # A stage built FROM another stage inherits that stage's ARGs (BuildKit, and the
+        # reference since moby/buildkit#5381).
+        inherited = (
+            dict(self.stage_args.get(stage.base_stage, {})) if stage.base_stage is not None else {}
+        )
+        ctx = StageCtx(stage, state, inherited, total=1 + len(trigger_nodes) + len(stage.nodes))
         ctx.position = 1
         num = self._next_vertex()
         base_name = "scratch" if stage.base.lower() == "scratch" else stage.base
@@ -394,6 +400,7 @@ class Solver(MetadataSteps, RunSteps):
             self._dispatch(ctx, node, trigger=True)
         for node in stage.nodes:
             self._dispatch(ctx, node)
+        self.stage_args[stage.index] = dict(ctx.args)
         return ctx.state
 
     def _next_vertex(self) -> int:

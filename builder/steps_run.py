@@ -64,6 +64,13 @@ class RunSteps:
         env_list = list(ctx.state.config.get("Env") or [])
         env_names = {e.partition("=")[0] for e in env_list}
         run_env = env_list + [f"{k}={v}" for k, v in ctx.args.items() if k not in env_names]
+        # The predefined proxy ARGs reach RUN from --build-arg without an ARG line (Docker),
+        # and stay out of the history and the key (they are host settings, not content).
+        run_env += [
+            f"{k}={v}"
+            for k, v in sorted(self.opts.build_args.items())
+            if k in PROXY_ARGS and k not in ctx.args and k not in env_names
+        ]
         if not any(e.startswith("PATH=") for e in run_env):
             from builder.history import DEFAULT_PATH
 

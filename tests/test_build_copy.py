@@ -171,3 +171,11 @@ def test_copy_from_an_image(busybox_store, tmp_path):
 def test_destination_through_a_file_is_refused(busybox_store, tmp_path):
     with pytest.raises(BuildError, match="/etc/passwd is not a directory in the image"):
         _build(busybox_store, tmp_path, "FROM busybox\nCOPY a.txt /etc/passwd/x\n")
+
+
+def test_wildcard_matching_nothing_copies_nothing(busybox_store, tmp_path):
+    _, view = _build(
+        busybox_store, tmp_path, "FROM busybox\nCOPY a.txt maybe*.lock /y/\nCOPY *.nomatch /x/\n"
+    )
+    assert sorted(view.listdir("y")) == ["a.txt"]
+    assert view.lstat("x") is None

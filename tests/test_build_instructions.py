@@ -233,3 +233,25 @@ def test_run_heredocs_shebang_and_several(busybox_store, tmp_path):
     assert view.read_text("/shebang") == "from /.pybuild-heredoc-script\n"
     assert view.lstat(".pybuild-heredoc-script") is None  # the script is not left behind
     assert view.read_text("/two") == "second\n"  # the shell reads the last heredoc for stdin
+
+
+def test_proxy_args_and_stage_arg_inheritance(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(
+        ctx,
+        {
+            "Dockerfile": (
+                "FROM busybox AS one\n"
+                "ARG A=1\n"
+                'RUN echo "[$HTTP_PROXY]" > /proxy\n'
+                "FROM one\n"
+                'RUN echo "[$A]" > /inherited\n'
+            )
+        },
+    )
+    res = build_ctx(busybox_store, ctx, build_args={"HTTP_PROXY": "http://p:3128"})
+    view = image_view(busybox_store, res.image_id)
+    assert view.read_text("/proxy") == "[http://p:3128]\n"
+    assert view.read_text("/inherited") == "[1]\n"
+    history = busybox_store.get_image(res.image_id).config["history"]
+    assert not any("HTTP_PROXY=" in h.get("created_by", "") for h in history)

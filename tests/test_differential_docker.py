@@ -18,9 +18,6 @@ from peer_helpers import PeerUnavailable, Quirk, check_both_fail, check_case, pa
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
-    "wildcard_optional": "a COPY whose wildcard source matches nothing fails ('no source files"
-    " were specified') even when another source exists; Docker copies what matches (the"
-    " classic builder too)",
     "add_tar_dotdot": "ADD of a local tar with a '../evil.txt' member fails ('leads out of"
     " the root'); Docker extracts it inside DEST (/t/evil.txt), as `tar -x` strips a leading"
     " '../' (the reference: ADD unpacks 'with the same behavior as tar -x'). Refusing is"
@@ -28,14 +25,6 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "add_tar_symlink_escape": "ADD of a local tar with 'link -> /etc' then 'link/pwned'"
     " writes /t/etc/pwned (the symlink resolved inside DEST); Docker fails the build"
     " (open /link/pwned: no such file). Nothing escapes either way",
-    "proxy_args": "the predefined proxy ARGs (HTTP_PROXY, https_proxy, NO_PROXY, ...) given"
-    " with --build-arg do not reach RUN without an ARG line; Docker passes them ('Docker has a"
-    " set of predefined ARG variables that you can use without a corresponding ARG"
-    " instruction')",
-    "arg_scoping": "a stage FROM another stage does not inherit that stage's ARGs (a RUN"
-    " there sees [$V] [$A] empty); Docker (BuildKit) passes them on, and the reference says"
-    " so since moby/buildkit#5381 ('An ARG variable declared inside a build stage is"
-    " automatically inherited by other stages based on that stage')",
     "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
     " BuildKit, Docker's default builder, copies nothing and goes on",
 }
