@@ -750,6 +750,10 @@ def cmd_cp(args: argparse.Namespace) -> int:
         return None
 
     s, d = split(src), split(dst)
+    if "-" in (src, dst):
+        # Docker streams a tar through stdin/stdout for "-"; pydock does not, and must not
+        # read or write a file that happens to be called "-" instead.
+        raise PydockError("cp: '-' (a tar archive on stdin/stdout) is not supported; give a path")
     if s and d:
         raise PydockError("copying between containers is not supported")
     if not s and not d:

@@ -193,6 +193,8 @@ ROWS: list = [
     (["cp", "stopped:/nope", "/tmp/sweep-out"], 1, "Could not find the file /nope"),
     (["cp", "/nonexistent", "stopped:/tmp"], 1, "/nonexistent"),
     (["cp", "a", "b"], 1, "must specify at least one container"),
+    (["cp", "stopped:/etc/passwd", "-"], 1, "'-'"),
+    (["cp", "-", "stopped:/tmp"], 1, "'-'"),
     (["cp", "stopped:/etc/passwd", "/nonexistent/dir/x"], 1, "/nonexistent/dir"),
     (["export", "-o", "/nonexistent/dir/x.tar", "stopped"], 1, "/nonexistent/dir/x.tar"),
     (["export", "-o", "/tmp", "stopped"], 1, "/tmp"),
