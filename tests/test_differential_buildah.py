@@ -24,8 +24,6 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "add_tar_symlink_escape": "ADD of a local tar with 'link -> /etc' then 'link/pwned'"
     " writes /t/etc/pwned (the symlink resolved inside DEST); Docker and buildah fail the build"
     " (open /link/pwned: no such file). Nothing escapes either way",
-    "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing fails;"
-    " BuildKit, Docker's default builder, copies nothing and goes on",
 }
 # Where buildah 1.28 cannot build the case at all (pybuild's image is then checked alone
 # against the documented behaviour when the case has such a check).
