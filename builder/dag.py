@@ -254,6 +254,18 @@ def _find_stage(
     return None
 
 
+_PLATFORM_WORDS = ("PLATFORM", "ARCH", "TARGETOS", "BUILDOS", "VARIANT")
+
+
+def _mentions_platform(instrs: list[Instruction]) -> bool:
+    """Whether an ARG or FROM line could read an automatic platform ARG."""
+    return any(
+        isinstance(i, (ArgInstruction, FromInstruction))
+        and any(w in i.original for w in _PLATFORM_WORDS)
+        for i in instrs
+    )
+
+
 def _located(df: Dockerfile, instr: Instruction, msg: str) -> DockerfileError:
     return df.error(msg, instr.start_line, instr.column)
 
@@ -268,12 +280,16 @@ def plan(
     """The build graph of `dockerfile` for `target` (see the module docstring)."""
     df = dockerfile
     build_args = dict(build_args or {})
-    platform_args = automatic_platform_args(platform)
+    instrs = df.instructions
+    # Only a file that names a platform ARG pays for working them out (a cached rebuild's
+    # start-up time counts).
+    platform_args = (
+        automatic_platform_args(platform) if platform or _mentions_platform(instrs) else {}
+    )
 
     # Global ARGs: before the first FROM, usable in FROM lines.
     meta_args: dict[str, str | None] = {}
     meta_env: dict[str, str] = dict(platform_args)
-    instrs = df.instructions
     i = 0
     while i < len(instrs) and isinstance(instrs[i], ArgInstruction):
         instr = instrs[i]

@@ -20,9 +20,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from builder.buildstages import Stage, plan_stages
 from builder.history import (
     BuildState,
     nop,
@@ -36,6 +35,9 @@ from builder.steps_meta import MetadataSteps
 from builder.steps_run import RunSteps
 from cache.buildcache import BuildCache, CacheEntry, explain_miss, step_key
 from cache.errors import PydockError
+
+if TYPE_CHECKING:
+    from builder.parsecache import PlannedStage as Stage
 
 
 class _Cancelled(PydockError):
@@ -208,22 +210,7 @@ class Solver(MetadataSteps, RunSteps):
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 self._close_context()
                 raise BuildError(f"the build context has no {name}") from None
-        from builder import parsecache
-
-        text, fname = self.opts.dockerfile_text, self.opts.dockerfile_name
-        parsed = parsecache.load(self.store.root, text, fname)
-        if parsed is None:
-            from builder.parser import parse_nodes
-
-            parsed = parse_nodes(text, fname)
-            self._validate(parsed)
-            if not self.opts.dry_run:
-                parsecache.save(self.store.root, text, fname, parsed.nodes, parsed.escape)
-        self.escape = parsed.escape
-        stages, meta_args = plan_stages(
-            parsed, self.opts.build_args, self.opts.target, self.opts.dockerfile_name
-        )
-        self.meta_args = meta_args
+        stages = self._plan()
         self.multi = len(stages) > 1
         self.stage_index = {}
         self.stage_names = {}
@@ -289,16 +276,56 @@ class Solver(MetadataSteps, RunSteps):
             if exc is not None:
                 raise exc
 
-    def _validate(self, parsed) -> None:  # noqa: ANN001
-        """The front end's typed parse and DAG plan: they report what is wrong with the file
-        (DockerfileError with line and column) and warn about unused build args."""
-        from builder.dag import plan
-        from builder.parser import parse
+    def _plan(self) -> list[Stage]:
+        """The stages to build, dependencies first, each with its nodes: `builder.dag.plan`
+        over one parse of the Dockerfile, or that plan remembered by `builder.parsecache`
+        (a cached rebuild then imports neither the parser nor the planner)."""
+        from builder import parsecache
 
-        df = parse(self.opts.dockerfile_text or "", self.opts.dockerfile_name)
-        graph = plan(df, self.opts.build_args, self.opts.target)
-        for warning in getattr(graph, "warnings", []) or []:
+        text, fname = self.opts.dockerfile_text or "", self.opts.dockerfile_name
+        parsed = parsecache.load(self.store.root, text, fname)
+        lines = None
+        if parsed is None:
+            from builder.parser import parse_nodes
+
+            tree = parse_nodes(text, fname)
+            lines = tree.lines
+            parsed = parsecache.ParsedFile(tree.nodes, tree.escape, tree.directives, tree.warnings)
+        pkey = parsecache.plan_key(self.opts.build_args, self.opts.target)
+        record = parsed.plans.get(pkey)
+        if record is None:
+            from builder.dag import plan
+            from builder.instructions import from_nodes
+            from builder.parser import Dockerfile
+
+            df = Dockerfile(
+                instructions=[],
+                escape=parsed.escape,
+                directives=dict(parsed.directives),
+                warnings=list(parsed.warnings),
+                filename=fname,
+                lines=lines if lines is not None else text.splitlines(),
+            )
+            df.instructions = from_nodes(parsed.nodes, df)
+            graph = plan(df, self.opts.build_args, self.opts.target)
+            record = parsecache.plan_record(graph)
+            parsed.plans[pkey] = record
+            if not self.opts.dry_run:
+                parsecache.save(
+                    self.store.root,
+                    text,
+                    fname,
+                    parsed.nodes,
+                    parsed.escape,
+                    parsed.directives,
+                    parsed.warnings,
+                    parsed.plans,
+                )
+        for warning in record["warnings"]:
             self.progress.info(f"WARNING: {warning}")
+        self.escape = parsed.escape
+        self.meta_args = dict(record["meta_args"])
+        return parsecache.stages_of(record, parsed.nodes)
 
     def _close_context(self) -> None:
         if self._tmp_ctx is not None:
