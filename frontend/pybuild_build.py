@@ -29,11 +29,13 @@ examples:
 
 
 class UsageError(PydockError):
-    exit_code = 2
+    exit_code = 125  # Docker's CLI exits 125 for its own usage errors (docker build too)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = make_parser("pybuild", "Build an image from a Dockerfile into the local store.")
+    p = make_parser(
+        "pybuild", "Build an image from a Dockerfile into the local store.", usage_exit_code=125
+    )
     p.epilog = USAGE_EXAMPLES
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     a = p.add_argument
@@ -88,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="network for RUN steps (default none)",
     )
     a(
+        "--platform",
+        metavar="OS/ARCH",
+        help="target platform; only the host's (e.g. linux/amd64) can be built here",
+    )
+    a(
         "--output",
         "-o",
         action="append",
@@ -135,6 +142,34 @@ def parse_output(text: str) -> dict[str, str]:
     return out
 
 
+def host_platform() -> str:
+    import platform
+
+    arch = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm/v7"}.get(
+        platform.machine(), platform.machine()
+    )
+    return f"linux/{arch}"
+
+
+def check_platform(text: str) -> None:
+    """pybuild runs RUN steps natively (no emulation): only the host's platform builds."""
+    wanted = [p.strip().lower() for p in text.split(",") if p.strip()]
+    host = host_platform()
+    for p in wanted:
+        if p not in (host, "local"):
+            raise UsageError(f"--platform {p}: only the host platform {host} can be built here")
+
+
+def check_file_destination(path: str, what: str, *, make_parents: bool = False) -> None:
+    """Refuse, before building, a file destination that cannot be written: a folder, or
+    (unless the writer makes parents, as the archive outputs do) a missing parent folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{what} {path}: is a directory (a file name is needed)")
+    if not make_parents and not p.parent.is_dir():
+        raise UsageError(f"{what} {path}: no such directory: {p.parent}")
+
+
 def _read_stdin_bytes() -> bytes:
     return sys.stdin.buffer.read()
 
@@ -150,6 +185,15 @@ def handle(args: argparse.Namespace) -> int:
 
     for tag in args.tag:  # a bad name fails now, not after the whole build
         parse_reference(tag)
+    if args.platform:
+        check_platform(args.platform)
+    if args.iidfile:
+        check_file_destination(args.iidfile, "--iidfile")
+    for out in outputs:
+        if out["type"] != "local":
+            check_file_destination(
+                out["dest"], f"--output type={out['type']}: dest", make_parents=True
+            )
 
     sde_text = build_args.get("SOURCE_DATE_EPOCH", os.environ.get("SOURCE_DATE_EPOCH"))
     sde: int | None = None
