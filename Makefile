@@ -23,7 +23,8 @@ system-packages:
 $(VENV)/.installed: pyproject.toml | system-packages
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	$(BIN)/pip install -q -e '.[test,dev]'
+	# compat mode: a plain .pth path entry, no import-hook finder (about 20 ms off every start)
+	$(BIN)/pip install -q -e '.[test,dev]' --config-settings editable_mode=compat
 	ln -sf $(abspath $(BIN))/pybuild /usr/local/bin/pybuild
 	ln -sf $(abspath $(BIN))/pydock /usr/local/bin/pydock
 	touch $@
