@@ -160,6 +160,8 @@ def plan_record(graph) -> dict:  # noqa: ANN001 - builder.dag.BuildGraph
             **{k: v for k, v in graph.meta_args.items() if v is not None},
         },
         "warnings": list(graph.warnings),
+        # every stage of the file (built or not), for errors naming a --from stage
+        "stages": [[s.index, s.name, s.from_instruction.start_line] for s in graph.stages],
     }
 
 

@@ -325,6 +325,7 @@ class Solver(MetadataSteps, RunSteps):
             self.progress.info(f"WARNING: {warning}")
         self.escape = parsed.escape
         self.meta_args = dict(record["meta_args"])
+        self.file_stages = [tuple(x) for x in record["stages"]]
         return parsecache.stages_of(record, parsed.nodes)
 
     def _close_context(self) -> None:
@@ -595,14 +596,26 @@ class Solver(MetadataSteps, RunSteps):
         if idx is not None and idx in self.states:
             st = self.states[idx]
             return st, st.key
+        where = f"{self.opts.dockerfile_name}:{node.start_line}: --from={ref}"
+        for index, name, line in getattr(self, "file_stages", []):
+            if ref.lower() == (name or "") or ref == str(index):
+                # The plan builds the stages a --from names before the stage that reads
+                # them; it could not see this one (the value came from the base image's
+                # ENV or from an ONBUILD trigger).
+                raise BuildError(
+                    f"{where}: stage {name or index} (line {line}) is not built before this "
+                    "step: the build plan could not tell this --from names it (give the stage "
+                    "by name, or through an ARG of this stage)"
+                )
         from cache.errors import BadReference, ImageNotFound
 
         try:
             image = self.store.get_image(ref)
         except (ImageNotFound, BadReference):
+            names = ", ".join(n for _, n, _ in getattr(self, "file_stages", []) if n) or "none"
             raise BaseImageNotFound(
-                f"{self.opts.dockerfile_name}:{node.start_line}: --from={ref}: no stage of that name "
-                "and the image is not in the local store (`pydock bootstrap busybox` or "
+                f"{where}: not a stage of this Dockerfile (stages: {names}) and the image is "
+                "not in the local store (`pydock bootstrap busybox` or "
                 "`pydock load -i IMAGE.tar`)"
             ) from None
         return state_from_image(image.config, ref, str(image.image_id)), str(image.image_id)

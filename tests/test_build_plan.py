@@ -7,6 +7,7 @@ import pytest
 from build_helpers import Recorder, build_ctx, image_view, write_files
 
 from builder.errors import DockerfileError
+from builder.steps import BuildError
 
 MULTI = """\
 ARG BASE=busybox
@@ -65,3 +66,24 @@ def test_copy_from_a_stage_named_by_an_arg(busybox_store, tmp_path):
     write_files(ctx, {"Dockerfile": text})
     res = build_ctx(busybox_store, ctx)
     assert image_view(busybox_store, res.image_id).read_text("/f") == "from-src\n"
+
+
+def test_from_a_stage_the_plan_could_not_see_is_named_as_such(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    write_files(ctx, {"Dockerfile": "FROM busybox\nENV S=src\n"})
+    build_ctx(busybox_store, ctx, tags=["withenv"])
+    text = (
+        "FROM busybox AS src\n"
+        "RUN echo x > /f\n"
+        "FROM withenv\n"
+        "COPY --from=$S /f /f\n"  # $S comes from the base image's ENV: unknown to the plan
+    )
+    with pytest.raises(BuildError, match=r"--from=src: stage src \(line 1\) is not built"):
+        build_ctx(busybox_store, ctx, text)
+
+
+def test_from_naming_neither_stage_nor_image_lists_the_stages(busybox_store, tmp_path):
+    ctx = tmp_path / "ctx"
+    text = "FROM busybox AS src\nFROM busybox\nCOPY --from=nothere /f /f\n"
+    with pytest.raises(BuildError, match=r"--from=nothere: not a stage of this Dockerfile"):
+        build_ctx(busybox_store, ctx, text)
