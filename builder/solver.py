@@ -191,7 +191,10 @@ class Solver(MetadataSteps, RunSteps):
     # ---- the whole build ------------------------------------------------------------------
     def run(self) -> BuildResult:
         try:
-            return self._run()
+            # What the build adds, unpacks or reuses stays a GC root until its image is
+            # written: a concurrent `pydock system prune` leaves it alone (cache/leases.py).
+            with self.store.lease():
+                return self._run()
         finally:
             self._close_context()
 
@@ -396,6 +399,9 @@ class Solver(MetadataSteps, RunSteps):
                 "in the local store (pybuild does not pull); make it with `pydock bootstrap "
                 "busybox` or load it with `pydock load -i IMAGE.tar`"
             ) from None
+        # The base's layers become the image's first layers: leased, so that a prune that
+        # removes the base image meanwhile cannot take them.
+        self.store.lease_existing(list(image.diff_ids))
         name = image.tags[0] if image.tags else stage.base
         return state_from_image(image.config, name, str(image.image_id))
 
@@ -504,7 +510,7 @@ class Solver(MetadataSteps, RunSteps):
         key = step_key(parts)
         entry = None if self.opts.no_cache else self.cache.lookup(key)
         why = ""
-        if entry is not None and entry.diff_id and not self.store.has_blob(entry.diff_id):
+        if entry is not None and entry.diff_id and not self.store.lease_existing([entry.diff_id]):
             entry, why = None, "its layer is no longer in the store"
         state = ctx.state if config is None else ctx.state.with_config(config)
         if entry is not None:

@@ -209,6 +209,17 @@ class Store:
             self.root, remove_dead=lock_for(self.lock_path).held, include_self=include_self
         )
 
+    def lease_existing(self, digests: Iterable[str]) -> bool:
+        """Add blobs that are already stored to this process's lease (a build reusing a cached
+        layer or a base image's layers, which a prune could otherwise remove before the build
+        writes its image). False, leasing nothing, when one of them is not stored."""
+        wanted = tuple(str(d) for d in digests)
+        with self.lock():
+            if not all(self.has_blob(d) for d in wanted):
+                return False
+            lease_for(self.root).add(digests=wanted)
+        return True
+
     def release_lease(self) -> None:
         """Drop this process's lease now (its recorded digests and chains), even inside a block."""
         lease_for(self.root).release()
