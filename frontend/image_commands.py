@@ -351,16 +351,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             status = 1
             continue
         results.append(obj)
-    if args.format:
-        from frontend.gotemplate import render_template
+    from frontend.render import print_inspect
 
-        if args.format == "json":
-            _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
-        else:
-            for obj in results:
-                _write(render_template(args.format, obj, struct=True) + "\n")
-    else:
-        _write(json.dumps(results, indent=4, ensure_ascii=False) + "\n")
+    print_inspect(results, args.format)
     return status
 
 

@@ -76,3 +76,16 @@ def human_duration(seconds: float) -> str:
     if d < 730:
         return f"{d // 30} months"
     return f"{d // 365} years"
+
+
+def print_inspect(objects: Sequence[dict], fmt: str | None) -> None:
+    """`inspect` output: Docker's indented JSON list, or one rendered `--format` per object."""
+    if fmt and fmt != "json":
+        from frontend.gotemplate import render_template
+
+        text = "".join(render_template(fmt, obj, struct=True) + "\n" for obj in objects)
+    else:
+        import json
+
+        text = json.dumps(list(objects), indent=4, ensure_ascii=False) + "\n"
+    sys.stdout.write(text)

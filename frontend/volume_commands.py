@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from cache.errors import PydockError
@@ -89,13 +88,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         except PydockError as e:
             sys.stderr.write(f"Error: {e.message}\n")
             code = 1
-    if args.format:
-        from frontend.gotemplate import render_template
+    from frontend.render import print_inspect
 
-        for obj in out:
-            print(render_template(args.format, obj, struct=True))
-    else:
-        print(json.dumps(out, indent=4))
+    print_inspect(out, args.format)
     return code
 
 
