@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from cache.errors import PydockError
 from executor.containers import Container, process_alive
+from executor.forked import run_in_child
 
 
 class CopyError(PydockError):
@@ -83,51 +84,31 @@ def _in_root(
     directory `root_dir`, a stopped container's volume, as the root)."""
     from executor import overlay, rootfs, syscalls
 
-    r, w = os.pipe()
     running = _running(c)
     lowers: list[Path] = []
     if root_dir is None and not running and c.diff_ids:
         from cache.store import Store
 
         lowers = Store(c.dir.parent.parent).unpacked_lowers(c.diff_ids)
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            if root_dir is not None:
-                root = root_dir
-            elif running:
-                root = f"/proc/{c.state.pid}/root"
+
+    def in_child() -> None:
+        if root_dir is not None:
+            root = root_dir
+        elif running:
+            root = f"/proc/{c.state.pid}/root"
+        else:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            rootfs.make_private()
+            root = os.fspath(c.merged)
+            if writable:
+                overlay.mount_overlay(lowers, c.upper, c.work, root)
             else:
-                syscalls.unshare(syscalls.CLONE_NEWNS)
-                rootfs.make_private()
-                root = os.fspath(c.merged)
-                if writable:
-                    overlay.mount_overlay(lowers, c.upper, c.work, root)
-                else:
-                    overlay.mount_overlay([*lowers, c.upper], None, None, root, readonly=True)
-            work(root)
-        except PydockError as e:
-            os.write(w, e.message.encode(errors="replace"))
-            code = 1
-        except OSError as e:
-            name = f"{e.filename}: " if e.filename else ""
-            os.write(w, f"{name}{e.strerror or e}".encode(errors="replace"))
-            code = 1
-        except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
-            os.write(w, f"{type(e).__name__}: {e}".encode(errors="replace"))
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    msg = b""
-    while chunk := os.read(r, 65536):
-        msg += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+                overlay.mount_overlay([*lowers, c.upper], None, None, root, readonly=True)
+        work(root)
+
+    msg = run_in_child(in_child)
     if msg:
-        raise CopyError(msg.decode(errors="replace"))
+        raise CopyError(msg)
 
 
 def _open_parent(root: str, parent: str, shown: str) -> int:

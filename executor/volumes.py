@@ -282,43 +282,28 @@ def copy_image_content(lowers: list[Path], dest: str, volume_data: Path) -> None
     if not lowers or not dest.strip("/") or any(volume_data.iterdir()):
         return
     from executor import overlay, rootfs, syscalls
+    from executor.forked import run_in_child
 
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
-        try:
-            os.close(r)
-            if len(lowers) == 1:
-                # One layer is its own merged view (overlay needs two lowers without an upper;
-                # its whiteouts are devices, which the copy skips).
-                view = os.fspath(lowers[0])
-            else:
-                syscalls.unshare(syscalls.CLONE_NEWNS)
-                rootfs.make_private()
-                import tempfile
+    def in_child() -> None:
+        if len(lowers) == 1:
+            # One layer is its own merged view (overlay needs two lowers without an upper;
+            # its whiteouts are devices, which the copy skips).
+            view = os.fspath(lowers[0])
+        else:
+            syscalls.unshare(syscalls.CLONE_NEWNS)
+            rootfs.make_private()
+            import tempfile
 
-                view = tempfile.mkdtemp(prefix="volseed-", dir=volume_data.parent)
-                overlay.mount_overlay(list(lowers), None, None, view, readonly=True)
-            _copy_tree_in_root(view, dest.strip("/"), volume_data)
-        except BaseException as e:  # noqa: BLE001 - nothing may escape a forked child
-            os.write(w, f"{type(e).__name__}: {e}".encode(errors="replace"))
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    msg = b""
-    while chunk := os.read(r, 65536):
-        msg += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
+            view = tempfile.mkdtemp(prefix="volseed-", dir=volume_data.parent)
+            overlay.mount_overlay(list(lowers), None, None, view, readonly=True)
+        _copy_tree_in_root(view, dest.strip("/"), volume_data)
+
+    msg = run_in_child(in_child)
     for leftover in volume_data.parent.glob("volseed-*"):
         with contextlib.suppress(OSError):
             leftover.rmdir()
     if msg:
-        raise PydockError(
-            f"cannot copy the image's content into the volume at {dest}: {msg.decode()}"
-        )
+        raise PydockError(f"cannot copy the image's content into the volume at {dest}: {msg}")
 
 
 def _copy_tree_in_root(root: str, rel: str, out: Path) -> None:
