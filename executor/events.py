@@ -109,26 +109,12 @@ def follow_events(
     root: Path | str, since: float | None = None, poll: float = 0.2
 ) -> Iterator[Event]:
     """Yield past events from `since`, then new ones as they are appended (until interrupted)."""
-    path = Path(root) / EVENTS_FILE
-    offset = 0
-    pending = b""
-    while True:
+    from executor.jsonlines import follow_json_lines
+
+    for record in follow_json_lines(Path(root) / EVENTS_FILE, poll=poll):
         try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        if data:
-            offset += len(data)
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                try:
-                    ev = Event.from_json(json.loads(raw))
-                except ValueError:
-                    continue
-                if since is None or ev.time >= since:
-                    yield ev
-        else:
-            time.sleep(poll)
+            ev = Event.from_json(record)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            continue
+        if since is None or ev.time >= since:
+            yield ev

@@ -602,37 +602,20 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def _follow_log(cstore, c, timestamps: bool) -> None:  # noqa: ANN001
     """Print records appended to the log until the container stops running."""
-    import json
+    from executor.jsonlines import follow_json_lines
+
+    def running() -> bool:
+        fresh = cstore.find(c.id)
+        return fresh is not None and fresh.state.running
 
     try:
         offset = c.log_path.stat().st_size
     except FileNotFoundError:
         offset = 0
-    pending = b""
-    while True:
-        fresh = cstore.find(c.id)
-        running = fresh is not None and fresh.state.running
-        try:
-            with open(c.log_path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        if data:
-            offset += len(data)
-            pending += data
-            *lines, pending = pending.split(b"\n")
-            for raw in lines:
-                try:
-                    _emit_log(json.loads(raw), timestamps)
-                except ValueError:
-                    continue
-            sys.stdout.flush()
-            sys.stderr.flush()
-        elif not running:
-            return
-        else:
-            time.sleep(0.05)
+    for record in follow_json_lines(c.log_path, offset, keep_going=running, poll=0.05):
+        _emit_log(record, timestamps)
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
