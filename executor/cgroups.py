@@ -193,6 +193,24 @@ class CgroupSet:
         for path in self.paths.values():
             _write(os.path.join(path, "cgroup.procs"), value)
 
+    @property
+    def self_join_is_cheap(self) -> bool:
+        """Whether `join_self` avoids the kernel's global threadgroup lock (cgroup v1)."""
+        return self.version == 1
+
+    def join_self(self) -> None:
+        """Move the calling process, which must have a single thread, into every cgroup.
+
+        Moving a whole process (`cgroup.procs`) takes the kernel's global threadgroup lock
+        for writing, which waits for an RCU grace period: 10-20 ms on the first move. On v1
+        a thread that moves itself ("0" into `tasks`) skips that lock; for a one-thread
+        process (a container's PID 1 just after the fork) that moves the whole process.
+        v2 has no such path (`cgroup.threads` is for threaded cgroups only): cgroup.procs.
+        """
+        name = "tasks" if self.version == 1 else "cgroup.procs"
+        for path in self.paths.values():
+            _write(os.path.join(path, name), "0")
+
     def oom_killed(self) -> bool:
         """Whether the kernel's OOM killer killed a process of this container."""
         if self.version == 2:

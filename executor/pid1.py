@@ -25,10 +25,10 @@ import os
 import resource
 import signal
 import stat
-import traceback
 
 from executor import caps, overlay, rootfs, seccomp, syscalls, users
 from executor import pty as ptys
+from executor.cgroups import CgroupSet
 from executor.init import SignalForwarder, reap_until, reset_signals
 from executor.spec import ExecutorError, RunSpec
 
@@ -51,11 +51,14 @@ def _fail(fd: int, e: BaseException) -> None:
     elif isinstance(e, OSError):
         _send(fd, f"E{e.strerror or e}" if not e.filename else f"E{e.filename}: {e.strerror}")
     else:
-        # No source lines (linecache would read files, by now possibly the container's).
-        frames = traceback.StackSummary.extract(
-            traceback.walk_tb(e.__traceback__), lookup_lines=False
-        )
-        where = ", ".join(f"{os.path.basename(f.filename)}:{f.lineno}" for f in frames)
+        # File:line only, walked by hand: no source lines (linecache would read files, by
+        # now possibly the container's) and no import of `traceback` on every run's path.
+        frames = []
+        tb = e.__traceback__
+        while tb is not None:
+            frames.append(f"{os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}")
+            tb = tb.tb_next
+        where = ", ".join(frames)
         _send(fd, f"Einternal error in container setup: {type(e).__name__}: {e} (at {where})")
 
 
@@ -131,6 +134,12 @@ def run_pid1(spec, state_dir, cgroup_paths, status_w, result_w, go_r, sock, tty_
         last_cap = caps.last_cap()
         keep_caps = caps.effective_mask(spec.privileged, spec.cap_add, spec.cap_drop, last_cap)
         keep_caps &= syscalls.capget()[1]  # never more than we have (a sandboxed caller)
+        cgroups = CgroupSet.from_paths(cgroup_paths)
+        if cgroup_paths and cgroups.self_join_is_cheap:
+            # PID 1 joins its cgroups itself, cheaply, and before the pivot, while the host's
+            # /sys/fs/cgroup is still reachable; from here on the devices cgroup applies.
+            # (Otherwise the caller has joined it by the go byte, see runtime.start.)
+            cgroups.join_self()
         rootfs.pivot_into(merged)
         syscalls.sethostname(spec.hostname)
         if spec.network == "none":

@@ -2,10 +2,10 @@
 
 Process tree: the caller forks once, with its thread's pid namespace for children switched
 to a new one just for that fork, so the child is PID 1 there (`Container.pid` is its host
-pid) and runs `executor.pid1.run_pid1`: it builds the root and pivots into it while the
-caller puts it in the container's cgroups, then, on the caller's go byte, it becomes the
-command (init=False) or spawns it and stays as the reaping, signal-forwarding init
-(init=True).
+pid) and runs `executor.pid1.run_pid1`: it builds the root, joins the container's cgroups
+(on cgroup v2 the caller puts it there meanwhile) and pivots into the root, then, on the
+caller's go byte, it becomes the command (init=False) or spawns it and stays as the reaping,
+signal-forwarding init (init=True).
 
 Every mount lives only in the container's private mount namespace, which the kernel tears
 down when PID 1 (and with it every process of the pid namespace) is gone: no mount can be
@@ -22,12 +22,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import select
-import shutil
 import signal
-import socket
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -146,6 +142,8 @@ class Container:
         try:
             remove_stubs(self.spec.upper, self.stubs, self.copied_up)
             if self._own_state_dir and self._state_dir:
+                import shutil
+
                 shutil.rmtree(self._state_dir, ignore_errors=True)
         finally:
             if self.cgroups is not None:
@@ -172,11 +170,13 @@ def start(spec: RunSpec) -> Container:
     """Start the container and return once its command has been exec'ed (or failed to be:
     then `wait()` reports 126/127 and the message). Setup failures raise ExecutorError."""
     _check_spec(spec)
-    name = spec.name or secrets.token_hex(6)
+    name = spec.name or os.urandom(6).hex()
     c = Container(spec, name)
     if spec.state_dir is not None:
         c._state_dir = str(spec.state_dir)
     else:
+        import tempfile
+
         c._state_dir = tempfile.mkdtemp(prefix="pydock-run-")
         c._own_state_dir = True
     status_r = status_w = result_w = go_r = go_w = -1
@@ -197,6 +197,8 @@ def start(spec: RunSpec) -> Container:
         c._result_r, result_w = os.pipe2(os.O_CLOEXEC)
         go_r, go_w = os.pipe2(os.O_CLOEXEC)
         if spec.tty:
+            import socket
+
             sock_parent, sock_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         tty_size = spec.tty_size or syscalls.get_winsize(0) or (24, 80)
         cg_paths = dict(c.cgroups.paths) if c.cgroups is not None else {}
@@ -213,10 +215,12 @@ def start(spec: RunSpec) -> Container:
         if sock_child is not None:
             sock_child.close()
             sock_child = None
-        # Joining a cgroup costs an RCU grace period (~10 ms) on the first attach: done here
-        # while PID 1 builds the root; it waits for the go byte before running anything.
+        # PID 1 joins its cgroups itself on v1, where a one-thread process moving itself is
+        # cheap (CgroupSet.join_self). On v2 moving a process costs an RCU grace period
+        # (10-20 ms): done here while PID 1 builds the root. Either way PID 1 waits for the
+        # go byte before running anything.
         try:
-            if c.cgroups is not None:
+            if c.cgroups is not None and not c.cgroups.self_join_is_cheap:
                 c.cgroups.join(pid)
             os.write(go_w, b"g")
         except OSError as e:

@@ -99,3 +99,35 @@ def test_v1_limit_files(tmp_path):
         assert "c 1:3 rwm" in read("devices", "devices.list")
     finally:
         cg.remove()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_join_self_moves_the_calling_process_into_every_cgroup(request, version):
+    """A container's PID 1 joins its cgroups itself (on v1 through `tasks`, which skips the
+    kernel's global lock): the whole one-thread process must land in each hierarchy."""
+    if version == 2:
+        request.getfixturevalue("v2")
+    elif cgroups.is_v2():
+        pytest.skip("a pure cgroup2 host")
+    cg = CgroupSet.create(f"pytest-cgself-{os.getpid()}-{version}", Limits())
+    assert cg.self_join_is_cheap == (version == 1)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            CgroupSet.from_paths(cg.paths).join_self()
+            os.write(w, b"joined")
+            time.sleep(30)
+        finally:
+            os._exit(0)
+    try:
+        os.close(w)
+        assert os.read(r, 16) == b"joined"
+        for path in cg.paths.values():
+            with open(os.path.join(path, "cgroup.procs")) as f:
+                assert str(pid) in f.read().split(), path
+    finally:
+        os.close(r)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        cg.remove()
