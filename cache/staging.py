@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,32 +50,73 @@ def fsync_dir(path: Path) -> None:
 
 def staging_name(kind: str) -> str:
     """A fresh name for a staging entry: `<kind>-<pid>-<random>`."""
-    return f"{kind}-{os.getpid()}-{secrets.token_hex(6)}"
+    return f"{kind}-{os.getpid()}-{os.urandom(6).hex()}"
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a file or a directory tree; missing is fine.
+    """Remove a file or a directory tree; missing is fine. Symlinks are removed, never followed.
 
     Directories without write permission (layer trees may hold some) are made writable first so
-    that the removal also works for a non-root user.
+    that the removal also works for a non-root user. (Our own walk over directory fds rather
+    than shutil.rmtree: shutil costs ~3 ms of imports, bz2 and lzma, and `pydock run --rm`
+    removes a tree on every run.)
     """
-
-    def onerror(func, p, exc_info):  # noqa: ANN001 - shutil API
-        parent = os.path.dirname(p)
-        with contextlib.suppress(OSError):
-            os.chmod(parent, stat.S_IRWXU)
-            if os.path.isdir(p) and not os.path.islink(p):
-                os.chmod(p, stat.S_IRWXU)
-        func(p)
-
     try:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISDIR(st.st_mode):
-        shutil.rmtree(path, onerror=onerror)
-    else:
+    if not stat.S_ISDIR(st.st_mode):
         os.unlink(path)
+        return
+    fd = _open_dir(path, None)
+    try:
+        _empty_dir(fd)
+    finally:
+        os.close(fd)
+    _retry_writable(lambda: os.rmdir(path), os.path.dirname(os.fspath(path)) or ".", None)
+
+
+def _open_dir(name: str | os.PathLike[str], dir_fd: int | None) -> int:
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(name, flags, dir_fd=dir_fd)
+
+
+def _retry_writable(op, parent: str, dir_fd: int | None) -> None:  # noqa: ANN001
+    """Run `op`; on EACCES/EPERM make `parent` (relative to `dir_fd`) 0700 and run it again."""
+    try:
+        op()
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            if dir_fd is None:
+                os.chmod(parent, stat.S_IRWXU)
+            else:
+                os.chmod(dir_fd, stat.S_IRWXU)
+        op()
+
+
+def _empty_dir(fd: int) -> None:
+    """Remove everything inside the open directory `fd` (depth first, by names relative to
+    open directory fds, so a symlink swapped in meanwhile cannot lead the walk elsewhere)."""
+    with contextlib.suppress(OSError):  # a 0500 folder: make it writable before emptying it
+        if not os.access(f"/proc/self/fd/{fd}", os.W_OK | os.X_OK):
+            os.chmod(fd, stat.S_IRWXU)
+    with os.scandir(fd) as it:
+        entries = list(it)
+    for entry in entries:
+        name = entry.name
+        if entry.is_dir(follow_symlinks=False):
+            try:
+                sub = _open_dir(name, fd)
+            except FileNotFoundError:
+                continue
+            try:
+                _empty_dir(sub)
+            finally:
+                os.close(sub)
+            _retry_writable(lambda n=name: os.rmdir(n, dir_fd=fd), "", fd)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                _retry_writable(lambda n=name: os.unlink(n, dir_fd=fd), "", fd)
 
 
 def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o644) -> Path:

@@ -13,11 +13,14 @@ import errno
 import os
 import select
 import signal
-import socket
 import termios
 import tty
+from typing import TYPE_CHECKING
 
 from executor import syscalls
+
+if TYPE_CHECKING:
+    import socket
 
 
 def open_pty(ptmx: str = "/dev/ptmx", size: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -50,12 +53,21 @@ def make_controlling(slave: int) -> None:
         os.close(slave)
 
 
+# `socket` is imported where used (it costs ~2 ms; only -t needs it). The container's PID 1
+# calls send_fd after pivot_root, when no module can be loaded any more: runtime.start has
+# imported socket before the fork for a -t container, so the import below is a lookup.
+
+
 def send_fd(sock: socket.socket, fd: int) -> None:
+    import socket
+
     socket.send_fds(sock, [b"M"], [fd])
 
 
 def recv_fd(sock: socket.socket) -> int | None:
     """The fd sent with `send_fd`, or None if the peer closed without sending one."""
+    import socket
+
     msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
     return fds[0] if fds else None
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 from cache.errors import PydockError
 
-Network = Literal["none", "host"]
+if TYPE_CHECKING:  # `typing` itself is imported by every run; its names only by checkers
+    from typing import Any, Literal
+
+    Network = Literal["none", "host"]
 
 
 class ExecutorError(PydockError):

@@ -14,8 +14,6 @@ import contextlib
 import json
 import os
 import re
-import secrets
-import shutil
 import stat
 import time
 from dataclasses import dataclass, field
@@ -163,14 +161,14 @@ class VolumeStore:
                 '"[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed'
             )
         is_anon = not name if anonymous is None else anonymous
-        name = name or secrets.token_hex(32)
+        name = name or os.urandom(32).hex()
         existing = self._load(name)
         if existing is not None:
             return existing, False
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp_root = self.root / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
-        stage = tmp_root / f"volume-{os.getpid()}-{secrets.token_hex(6)}"
+        stage = tmp_root / f"volume-{os.getpid()}-{os.urandom(6).hex()}"
         stage.mkdir(0o700)
         (stage / "_data").mkdir(0o755)
         meta = {"created": time.time(), "anonymous": is_anon, "labels": labels or {}}
@@ -179,6 +177,8 @@ class VolumeStore:
             os.rename(stage, self.dir / name)
         except OSError:
             # Someone made it meanwhile: theirs stands.
+            import shutil
+
             shutil.rmtree(stage, ignore_errors=True)
             v = self._load(name)
             if v is None:
@@ -222,7 +222,7 @@ class VolumeStore:
 
         tmp_root = self.root / "tmp"
         tmp_root.mkdir(parents=True, exist_ok=True)
-        doomed = tmp_root / f"rmvol-{os.getpid()}-{secrets.token_hex(6)}"
+        doomed = tmp_root / f"rmvol-{os.getpid()}-{os.urandom(6).hex()}"
         try:
             os.rename(self.dir / name, doomed)
         except FileNotFoundError:
