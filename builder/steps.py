@@ -116,7 +116,7 @@ def commit_dir(
 ) -> str | None:
     """Write `src` as a layer into the store; None when it holds no change (empty tar).
 
-    The tar is streamed straight into the store (no intermediate file). With `stack` (the
+    The tar is written straight into the store's staging file (no pipe, no second hash). With `stack` (the
     DiffIDs of the image below, oldest first), `src` itself then becomes the layer's unpacked
     dir (`Store.adopt_unpacked`): the next RUN needs no unpack, and the folder is never
     deleted file by file. Before that it is made to look as unpacking the tar would: overlay's
@@ -147,35 +147,10 @@ def _has_opaque(path: Path) -> bool:
 
 
 def _stream_layer(store, src: Path, overlay_upper: bool, sde: int | None) -> str | None:  # noqa: ANN001
-    """write_layer in a thread into a pipe, store.add_layer reading the other end."""
-    from cache.tarwriter import write_layer
-
-    r, w = os.pipe()
-    outcome: dict = {}
-
-    def writer() -> None:
-        try:
-            with os.fdopen(w, "wb", buffering=1 << 20) as out:
-                outcome["stats"] = write_layer(
-                    src, out, overlay_upper=overlay_upper, source_date_epoch=sde
-                )
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            outcome["error"] = exc
-
-    t = threading.Thread(target=writer, name="layer-writer", daemon=True)
-    t.start()
-    try:
-        with os.fdopen(r, "rb", buffering=1 << 20) as inp:
-            info = store.add_layer(inp)
-    except BaseException:
-        t.join()
-        if "error" in outcome and not isinstance(outcome["error"], BrokenPipeError):
-            raise outcome["error"] from None
-        raise
-    t.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    if outcome["stats"].diff_id == EMPTY_TAR_DIFF_ID:
+    """Write `src` as a layer tar straight into the store's staging file (our own writer,
+    hashed once on the way: `Store.write_layer_tree`); None for an empty tar."""
+    info = store.write_layer_tree(src, overlay_upper=overlay_upper, source_date_epoch=sde)
+    if info.diff_id == EMPTY_TAR_DIFF_ID:
         return None
     return str(info.diff_id)
 

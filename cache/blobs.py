@@ -188,6 +188,38 @@ class BlobStore:
         os.close(fd)
         return path, hasher.digest(), hasher.size
 
+    def stage_written(
+        self, produce: Callable[[BinaryIO], tuple[str, int]], kind: str = "blob"
+    ) -> tuple[Path, Digest, int]:
+        """Like `stage`, for a producer that writes into the staging file itself and hashes
+        what it writes on the way: `produce(out)` returns (digest, size) of its output.
+
+        No second hash is taken: only callers that wrote every byte through their own running
+        hash may use it (the store's own tar writer). The size is checked against the file, so
+        a producer that wrote around its hash is caught. The caller commits or removes.
+        """
+        path = self.tmp / staging_name(kind)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            with open(fd, "wb", buffering=COPY_CHUNK, closefd=False) as out:
+                digest, size = produce(out)
+            written = os.fstat(fd).st_size
+            if written != size:
+                raise DigestMismatch(
+                    f"{kind} writer reported {size} bytes but wrote {written}; nothing stored"
+                )
+            os.fchmod(fd, BLOB_MODE)
+            os.fsync(fd)
+        except BaseException as e:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            if err := space_error(e, self.tmp.parent):
+                raise err from None
+            raise
+        os.close(fd)
+        return path, Digest(digest), size
+
     def commit_staged(self, tmp: Path, digest: Digest) -> None:
         """Give the verified temp file `tmp` its final name (link; an existing blob wins).
 

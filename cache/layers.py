@@ -159,6 +159,43 @@ class LayerStore:
                 os.unlink(tmp)
         return LayerInfo(DiffID(digest), size)
 
+    def write_tree(
+        self,
+        src_dir: Path,
+        *,
+        overlay_upper: bool = False,
+        source_date_epoch: int | None = None,
+    ) -> LayerInfo:
+        """Write the tree `src_dir` as a layer with our own tar writer, straight into the
+        staging file, and commit it (a tree that gives an empty tar is stored too, as `add`
+        would: its diff id is EMPTY_TAR_DIFF_ID).
+
+        Unlike `add`, nothing is hashed twice and nothing is parsed again: the digest is the
+        writer's own running SHA-256 of exactly the bytes it wrote (the staged size is checked
+        against its count), and `verify_tar` is skipped because that screen is for tars from
+        outside (load, import, `add`): `cache.tarwriter.write_layer` builds every header itself
+        from a directory walk, so its names are relative without "..", hard-link targets are
+        earlier names of the same tree, whiteouts are only those it makes, and it never copies
+        `trusted.*` or `user.overlay.*` xattrs (see `_is_dropped_xattr`). On any error (the
+        tree unreadable, the disk full, an interrupt) the staging file is removed and the
+        store is as before.
+        """
+        from cache.tarwriter import write_layer
+
+        def produce(out: BinaryIO) -> tuple[str, int]:
+            stats = write_layer(
+                src_dir, out, overlay_upper=overlay_upper, source_date_epoch=source_date_epoch
+            )
+            return stats.diff_id, stats.size
+
+        tmp, digest, size = self.blobs.stage_written(produce, kind="layer")
+        try:
+            self.blobs.commit_staged(tmp, digest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        return LayerInfo(DiffID(digest), size)
+
     def open_tar(self, diff_id: str) -> BinaryIO:
         """A verifying reader of the layer tar (raises `LayerNotFound`); caller closes it."""
         d = DiffID(diff_id)

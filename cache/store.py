@@ -23,6 +23,7 @@ API overview (everything raises `cache.errors` classes, all `PydockError`s):
     store.blob_path(digest), store.has_blob(digest), store.blob_size(digest)
 
     store.add_layer(tar_stream) -> LayerInfo(diff_id, size)      # BadLayerTar
+    store.write_layer_tree(dir, overlay_upper=, source_date_epoch=) -> LayerInfo  # own writer
     store.layer_tar(diff_id) -> reader         # verified at EOF
     store.unpacked_lowers(diff_ids) -> [Path]  # ROOT/l/<short> links, oldest first
     store.lower_links(diff_ids) -> ["l/<short>"]                  # relative to ROOT
@@ -264,6 +265,20 @@ class Store:
     def add_layer(self, tar_stream: BinaryIO) -> LayerInfo:
         """Store an uncompressed layer tar; its blob digest is its diff id."""
         return self.layers.add(tar_stream)
+
+    def write_layer_tree(
+        self,
+        src_dir: str | os.PathLike[str],
+        *,
+        overlay_upper: bool = False,
+        source_date_epoch: int | None = None,
+    ) -> LayerInfo:
+        """Store the tree `src_dir` as a layer written by our own deterministic tar writer
+        (`cache.tarwriter.write_layer`) directly into staging, hashed once on the way, not
+        re-parsed. Additive, for helper "pybuild" (see LayerStore.write_tree)."""
+        return self.layers.write_tree(
+            Path(src_dir), overlay_upper=overlay_upper, source_date_epoch=source_date_epoch
+        )
 
     def layer_tar(self, diff_id: str) -> VerifyingReader:
         """Verified reader of a stored layer tar (the caller closes it)."""
