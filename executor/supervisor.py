@@ -75,23 +75,34 @@ def _record_start(cstore: ContainerStore, c: Container, pid: int, cgroups: dict)
     cstore.update_state(c, change)
 
 
-def _record_exit(cstore: ContainerStore, c: Container, code: int, oom: bool, error: str) -> None:
-    """Save how the container ended (nothing to save if `rm -f` already removed it)."""
+def _record_exit(
+    cstore: ContainerStore, c: Container, code: int, oom: bool, error: str, *, ran: bool = True
+) -> None:
+    """Save how the container ended (nothing to save if `rm -f` already removed it).
+
+    `ran=False`: its command never ran (the root could not be set up, the user or the
+    command does not exist). Docker then leaves the container "Created" with the exit code
+    and the error in its state and no start or finish time; so do we."""
     from executor.containers import NoSuchContainer
 
     try:
-        _save_exit(cstore, c, code, oom, error)
+        _save_exit(cstore, c, code, oom, error, ran)
     except (NoSuchContainer, FileNotFoundError):
         pass
 
 
-def _save_exit(cstore: ContainerStore, c: Container, code: int, oom: bool, error: str) -> None:
+def _save_exit(
+    cstore: ContainerStore, c: Container, code: int, oom: bool, error: str, ran: bool
+) -> None:
     def change(s):  # noqa: ANN001, ANN202
-        s.status = "exited"
+        s.status = "exited" if ran else "created"
         s.pid = 0
         s.exit_code = code
         s.oom_killed = oom
         s.error = error
+        if not ran:
+            s.started_at = s.finished_at = 0.0
+            return
         s.finished_at = time.time()
         if not s.started_at:
             s.started_at = s.finished_at
@@ -149,7 +160,10 @@ def hold(
             for fd in (out_r, out_w, err_r, err_w, in_r, in_w):
                 if fd >= 0:
                     os.close(fd)
-        _record_exit(cstore, c, e.exit_code, False, e.message)
+        # Docker's state code for a container that could not start is 128 (the CLI's 125).
+        _record_exit(
+            cstore, c, 128 if e.exit_code == 125 else e.exit_code, False, e.message, ran=False
+        )
         log_event(
             root, "die", c.id, {"name": c.name, "image": c.image_name, "exitCode": str(e.exit_code)}
         )
@@ -198,7 +212,8 @@ def hold(
         for s, h in old_handlers.items():
             signal.signal(s, h)
     code = result.exit_code
-    _record_exit(cstore, c, code, bool(result.oom_killed), result.error or "")
+    # result.error: the command could not be exec'ed (126/127), so it never ran
+    _record_exit(cstore, c, code, bool(result.oom_killed), result.error or "", ran=not result.error)
     attrs = {"name": c.name, "image": c.image_name, "exitCode": str(code)}
     if result.oom_killed:
         log_event(root, "oom", c.id, {"name": c.name, "image": c.image_name})

@@ -61,6 +61,24 @@ def test_exit_codes_125_126_127(pyd):
     assert pyd.ok("ps", "-aq") == ""
 
 
+def test_a_command_that_never_ran_leaves_a_created_container_as_docker(pyd):
+    """Docker 20.10 (checked side by side): a run whose user or command is missing exits
+    125/127 and leaves the container "Created", with the code and the error in its state
+    and no start or finish time; `--rm` removes it."""
+    for argv, code, state_code, error in (
+        (["-u", "nosuchuser", "busybox", "true"], 125, 128, "unable to find user nosuchuser"),
+        (["busybox", "nosuchcmd"], 127, 127, "executable file not found"),
+    ):
+        p = pyd("run", "--name", "never", *argv)
+        assert p.returncode == code and error in p.stderr
+        assert pyd.ok("ps", "-a", "--format", "{{.Names}} {{.Status}}") == "never Created\n"
+        state = json.loads(pyd.ok("inspect", "-f", "{{json .State}}", "never"))
+        assert (state["Status"], state["ExitCode"], state["Pid"]) == ("created", state_code, 0)
+        assert error in state["Error"]
+        assert state["StartedAt"] == state["FinishedAt"] == "0001-01-01T00:00:00Z"
+        pyd.ok("rm", "never")
+
+
 def test_name_in_use_is_refused(pyd):
     pyd.ok("run", "--name", "one", "busybox", "true")
     p = pyd("run", "--name", "one", "busybox", "true")
