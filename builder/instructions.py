@@ -865,6 +865,9 @@ def expand_instruction(instr: Instruction, env: Mapping[str, str]) -> Instructio
     def word(w: str) -> str:
         return expand_word(w, env, esc)
 
+    def optional(w: str | None) -> str | None:
+        return word(w) if w else w
+
     try:
         if isinstance(instr, (EnvInstruction, LabelInstruction)):
             return dataclasses.replace(instr, pairs=[(word(k), word(v)) for k, v in instr.pairs])
@@ -872,33 +875,24 @@ def expand_instruction(instr: Instruction, env: Mapping[str, str]) -> Instructio
             return dataclasses.replace(
                 instr, args=[(n, None if v is None else word(v)) for n, v in instr.args]
             )
-        if isinstance(instr, CopyInstruction):
-            return dataclasses.replace(
-                instr,
-                sources=[word(s) for s in instr.sources],
-                dest=word(instr.dest),
-                heredoc_sources=_expand_heredocs(instr.heredoc_sources, env, esc),
-                from_stage=word(instr.from_stage) if instr.from_stage else instr.from_stage,
-                chown=word(instr.chown) if instr.chown else instr.chown,
-                chmod=word(instr.chmod) if instr.chmod else instr.chmod,
-                exclude=[word(x) for x in instr.exclude],
-            )
-        if isinstance(instr, AddInstruction):
-            return dataclasses.replace(
-                instr,
-                sources=[word(s) for s in instr.sources],
-                dest=word(instr.dest),
-                heredoc_sources=_expand_heredocs(instr.heredoc_sources, env, esc),
-                chown=word(instr.chown) if instr.chown else instr.chown,
-                chmod=word(instr.chmod) if instr.chmod else instr.chmod,
-                checksum=word(instr.checksum) if instr.checksum else instr.checksum,
-                exclude=[word(x) for x in instr.exclude],
-            )
+        if isinstance(instr, (CopyInstruction, AddInstruction)):
+            # the words both have; then --from (COPY) or --checksum (ADD)
+            both = {
+                "sources": [word(s) for s in instr.sources],
+                "dest": word(instr.dest),
+                "heredoc_sources": _expand_heredocs(instr.heredoc_sources, env, esc),
+                "chown": optional(instr.chown),
+                "chmod": optional(instr.chmod),
+                "exclude": [word(x) for x in instr.exclude],
+            }
+            if isinstance(instr, CopyInstruction):
+                return dataclasses.replace(instr, **both, from_stage=optional(instr.from_stage))
+            return dataclasses.replace(instr, **both, checksum=optional(instr.checksum))
         if isinstance(instr, FromInstruction):
             return dataclasses.replace(
                 instr,
                 image=word(instr.image),
-                platform=word(instr.platform) if instr.platform else instr.platform,
+                platform=optional(instr.platform),
             )
         if isinstance(instr, ExposeInstruction):
             ports: list[str] = []
