@@ -58,6 +58,65 @@ class CopySource:
     subdir: str = ""  # --parents: a folder's contents go to DEST/<subdir>, not DEST
 
 
+@dataclass
+class Reuse:
+    """The previous layer of the same COPY/ADD, unpacked, whose unchanged files may be
+    hard-linked into the new layer instead of copied.
+
+    `files` is that layer's record (layer path -> [size, content hash]). A file is linked only
+    when everything the new layer's tar and unpacked dir would hold for it is already what the
+    old file has: same content hash and size, permission bits, uid, gid, final mtime
+    (SOURCE_DATE_EPOCH clamping included, so `_normalize_tree` never touches a linked file),
+    no xattrs, and an inode not linked twice into the tree (the tar writer would make the
+    second a hard-link entry). Unpacked layer dirs are read-only overlay lower dirs, so
+    sharing an inode between two of them changes neither.
+    """
+
+    dir: Path
+    files: dict[str, list]
+    sde: int | None = None
+    used: set[tuple[int, int]] = field(default_factory=set)
+    linked: int = 0
+
+    def final_mtime_ns(self, mtime_ns: int) -> int:
+        if self.sde is None:
+            return mtime_ns
+        return min(mtime_ns // 1_000_000_000, self.sde) * 1_000_000_000
+
+    def link(
+        self,
+        rel: str,
+        host: Path,
+        st: os.stat_result,
+        digest: str,
+        owner: tuple[int, int],
+        mode: int,
+    ) -> bool:
+        """Hard-link the old layer's `rel` to `host` if it is what a copy would give."""
+        if self.files.get(rel) != [st.st_size, digest]:
+            return False
+        old = self.dir / rel
+        try:
+            ost = os.lstat(old)
+            if (
+                not stat.S_ISREG(ost.st_mode)
+                or ost.st_size != st.st_size
+                or stat.S_IMODE(ost.st_mode) != mode
+                or (ost.st_uid, ost.st_gid) != owner
+                or ost.st_mtime_ns != self.final_mtime_ns(st.st_mtime_ns)
+                or (ost.st_dev, ost.st_ino) in self.used
+                or os.listxattr(old, follow_symlinks=False)
+            ):
+                return False
+            os.link(old, host, follow_symlinks=False)
+        except OSError:
+            # Gone (a prune took the old layer), another filesystem, too many links: copy.
+            return False
+        self.used.add((ost.st_dev, ost.st_ino))
+        self.linked += 1
+        return True
+
+
 def dest_path(dest: str, workdir: str) -> str:
     """A COPY destination as written → an absolute container path (keeps a trailing `/`)."""
     trailing = dest.endswith("/") or dest in (".", "./") or dest.endswith("/.")
@@ -84,6 +143,12 @@ class LayerBuilder:
         self._default_mtime = (
             new_dir_mtime * 1_000_000_000 if new_dir_mtime is not None else time.time_ns()
         )
+        # Content hashes of source files (host path -> hash) where known (context files), the
+        # record of this layer's regular files with a known hash (layer path -> [size, hash],
+        # for the next build's `Reuse`), and the previous layer to link unchanged files from.
+        self.hashes: dict[Path, str] = {}
+        self.record: dict[str, list] = {}
+        self.reuse: Reuse | None = None
 
     # ---- destination --------------------------------------------------------------------
     def resolve(self, path: str) -> str:
@@ -125,6 +190,7 @@ class LayerBuilder:
                 attrs = (want, uid, gid, self._default_mtime)
             if host.is_symlink() or (host.exists() and not host.is_dir()):
                 host.unlink()
+                self.record.pop(sub, None)
             host.mkdir(exist_ok=True)
             self._dirs[sub] = attrs
 
@@ -140,9 +206,26 @@ class LayerBuilder:
         if host.is_dir() and not host.is_symlink():
             shutil.rmtree(host)
             self._dirs.pop(rel, None)
+            for sub in [r for r in self.record if r.startswith(rel + "/")]:
+                del self.record[sub]
         elif host.exists() or host.is_symlink():
             host.unlink()
+        self.record.pop(rel, None)
         return host
+
+    def _link_or_note(
+        self, rel: str, src: Path, st: os.stat_result, owner: tuple[int, int], mode: int | None
+    ) -> bool:
+        """Record the content of a regular file placed at `rel` (when its hash is known) and
+        link it from the previous layer if it is unchanged there; False: copy it."""
+        digest = self.hashes.get(src)
+        if digest is None:
+            return False
+        self.record[rel] = [st.st_size, digest]
+        if self.reuse is None:
+            return False
+        want = mode if mode is not None else stat.S_IMODE(st.st_mode)
+        return self.reuse.link(rel, self.upper / rel, st, digest, owner, want)
 
     def put_host(
         self, rel: str, src: Path, st: os.stat_result, owner: tuple[int, int], mode: int | None
@@ -153,6 +236,8 @@ class LayerBuilder:
         if stat.S_ISLNK(kind):
             os.symlink(os.readlink(src), host)
         elif stat.S_ISREG(kind):
+            if self._link_or_note(rel, src, st, owner, mode):
+                return
             shutil.copyfile(src, host, follow_symlinks=False)
             # chown first: a chown clears setuid/setgid bits the chmod must keep
             os.lchown(host, *owner)
@@ -172,6 +257,7 @@ class LayerBuilder:
         few threads (creating and filling files is syscall latency, which overlaps well)."""
         for rel, _src, _st, _owner in files:
             self._place(rel)
+        files = [f for f in files if not self._link_or_note(*f, mode)]
         if len(files) < 32:
             for rel, src, st, owner in files:
                 self._copy_file(self.upper / rel, src, st, owner, mode)

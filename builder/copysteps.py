@@ -24,6 +24,7 @@ from builder.copy import (
     CopyError,
     CopySource,
     LayerBuilder,
+    Reuse,
     archive_kind,
     copy_sources,
     dest_path,
@@ -178,16 +179,78 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                     f"{what}: when using {what} with more than one source file, the "
                     f"destination must be a directory and end with a / ({dest})"
                 )
+            # An archive unpacked over the layer may rewrite any path: no record, no links.
+            record = not archives
+            if record:
+                lb.hashes = _context_hashes(solver.context, sources)
+                if not solver.opts.no_cache:
+                    lb.reuse = _previous_layer(solver, parts, diff_ids, sde)
             if sources:
                 copy_sources(lb, sources, dest, workdir, chown=owner, chmod=chmod, what=what)
             for path, ak in archives:
                 target = lb.resolve(dest_path(dest, workdir).rstrip("/") or "/")
                 unpack_archive(lb, path, ak, target, owner)
                 lb.finish()
-            return commit_dir(solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids)
+            diff_id = commit_dir(solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids)
+            if record and diff_id is not None and lb.record:
+                solver.cache.write_files(diff_id, lb.record)
+            return diff_id
 
     display = node.original if len(node.original) < 200 else node.original[:197] + "..."
     solver._step(ctx, node, display, parts, execute, created_by, detail=detail)
+
+
+def _context_hashes(context: Any, sources: list[CopySource]) -> dict[Path, str]:
+    """Content hashes of the regular context files among `sources` (host path -> hash), from
+    the context's stat cache (already computed for the step's key)."""
+    out: dict[Path, str] = {}
+    if context is None or context.root is None:
+        return out
+    root = Path(context.root)
+    for cs in sources:
+        if cs.keep_owner:  # another stage's or image's files: no context hash
+            continue
+        if cs.kind == "dir":
+            items = [(host, st) for _rel, host, st in cs.entries]
+        elif cs.kind == "file" and cs.host is not None and cs.st is not None:
+            items = [(cs.host, cs.st)]
+        else:
+            continue
+        for host, st in items:
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            try:
+                rel = host.relative_to(root).as_posix()
+            except ValueError:
+                continue
+            out[host] = context._file_hash(rel, st)
+    return out
+
+
+def _previous_layer(
+    solver: Any, parts: list[tuple[str, str]], diff_ids: list[str], sde: int | None
+) -> Reuse | None:
+    """The layer the same step made last time, unpacked on this very parent stack, with its
+    file record; None if there is none.
+
+    Only the entry of the same parent key and instruction counts, and only its dir at
+    layers/<chain of this stack + that layer>: every inode shared that way stays within the
+    runs of one step at one place in the stack, so a layer below never holds one of them (an
+    overlay stack showing one inode at two paths would make `du` or `tar` in a container see
+    hard links that a build without reuse does not have). For the same reason a layer that is
+    in the stack below is never linked from."""
+    from cache.digest import chain_ids
+
+    prev = solver.cache.closest(parts)
+    if prev is None or not prev.diff_id or prev.diff_id in diff_ids:
+        return None
+    if dict(prev.parts).get("parent") != dict(parts).get("parent"):
+        return None
+    files = solver.cache.read_files(prev.diff_id)
+    if not files:
+        return None
+    u = solver.store.layers.unpacked(chain_ids([*diff_ids, prev.diff_id])[-1])
+    return Reuse(u.path, files, sde) if u is not None else None
 
 
 def _expand_body(solver: Any, ctx: Any, body: str) -> str:

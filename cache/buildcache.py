@@ -12,6 +12,7 @@ temp-file-then-rename, so a crash never leaves a half entry behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -167,6 +168,35 @@ class BuildCache:
         for fam in _family_keys(entry.parts):
             self._atomic_write(self.family_dir / fam, entry.key.encode())
 
+    # ---- file records of COPY/ADD layers ----------------------------------------------------
+    # buildcache/files/<diff hex>.json: {"diff_id": ..., "files": {layer path: [size, hash]}}
+    # for the regular files of a COPY/ADD layer whose content hash is known (context files).
+    # A record is a pure function of the layer (what its tar holds at those paths), so any
+    # build that made the layer may write it. It lets the next run of the same step hard-link
+    # the unchanged files from the previous layer's unpacked dir (builder.copy.Reuse). Losing
+    # one only costs that speed-up, so it is renamed into place without fsync; a torn or
+    # foreign file is ignored.
+    def _files_path(self, diff_id: str) -> Path:
+        return self.dir / "files" / (diff_id.split(":", 1)[-1] + ".json")
+
+    def write_files(self, diff_id: str, files: dict[str, list]) -> None:
+        """Record the content (size, hash) of the files at `files`' paths in layer `diff_id`."""
+        path = self._files_path(diff_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = json.dumps({"diff_id": diff_id, "files": files}, separators=(",", ":")).encode()
+        self._atomic_write(path, data, sync=False)
+
+    def read_files(self, diff_id: str) -> dict[str, list] | None:
+        """The record written by `write_files` for layer `diff_id`, or None."""
+        try:
+            doc = json.loads(self._files_path(diff_id).read_bytes())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(doc, dict) or doc.get("diff_id") != diff_id:
+            return None
+        files = doc.get("files")
+        return files if isinstance(files, dict) else None
+
     def remove(self, key: str) -> None:
         try:
             self._path(key).unlink()
@@ -206,6 +236,16 @@ class BuildCache:
                 removed += 1
             except FileNotFoundError:
                 pass
+        files_dir = self.dir / "files"
+        if files_dir.is_dir():
+            # File records go with the layers they describe.
+            for name in os.listdir(files_dir):
+                diff_id = "sha256:" + name.removesuffix(".json")
+                if keep_layer is not None and keep_layer(diff_id):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    freed += (files_dir / name).stat().st_size
+                    (files_dir / name).unlink()
         if self.family_dir.is_dir():
             for fam in os.listdir(self.family_dir):
                 p = self.family_dir / fam
@@ -231,14 +271,15 @@ class BuildCache:
             return []
         return [self.dir / n for n in sorted(names) if n.endswith(".json")]
 
-    def _atomic_write(self, path: Path, data: bytes) -> None:
+    def _atomic_write(self, path: Path, data: bytes, sync: bool = True) -> None:
         staging = self.tmp if self.tmp.is_dir() else path.parent
         fd, tmp = tempfile.mkstemp(dir=staging, prefix=".bc-")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
             os.replace(tmp, path)
         except BaseException:
             try:
