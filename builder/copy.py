@@ -95,7 +95,7 @@ class Reuse:
         """Hard-link the old layer's `rel` to `host` if it is what a copy would give."""
         if self.files.get(rel) != [st.st_size, digest]:
             return False
-        old = self.dir / rel
+        old = os.path.join(self.dir, rel)
         try:
             ost = os.lstat(old)
             if (
@@ -203,14 +203,18 @@ class LayerBuilder:
         if parent:
             self.ensure_dir(parent, None)
         host = self.upper / rel
-        if host.is_dir() and not host.is_symlink():
+        self.record.pop(rel, None)
+        try:
+            st = os.lstat(host)  # one syscall: most places are new
+        except FileNotFoundError:
+            return host
+        if stat.S_ISDIR(st.st_mode):
             shutil.rmtree(host)
             self._dirs.pop(rel, None)
             for sub in [r for r in self.record if r.startswith(rel + "/")]:
                 del self.record[sub]
-        elif host.exists() or host.is_symlink():
+        else:
             host.unlink()
-        self.record.pop(rel, None)
         return host
 
     def _link_or_note(

@@ -206,7 +206,7 @@ def _context_hashes(context: Any, sources: list[CopySource]) -> dict[Path, str]:
     out: dict[Path, str] = {}
     if context is None or context.root is None:
         return out
-    root = Path(context.root)
+    prefix = str(context.root).rstrip("/") + "/"
     for cs in sources:
         if cs.keep_owner:  # another stage's or image's files: no context hash
             continue
@@ -219,11 +219,9 @@ def _context_hashes(context: Any, sources: list[CopySource]) -> dict[Path, str]:
         for host, st in items:
             if not stat.S_ISREG(st.st_mode):
                 continue
-            try:
-                rel = host.relative_to(root).as_posix()
-            except ValueError:
-                continue
-            out[host] = context._file_hash(rel, st)
+            path = str(host)
+            if path.startswith(prefix):
+                out[host] = context._file_hash(path[len(prefix) :], st)
     return out
 
 
