@@ -147,23 +147,32 @@ def cache_entries(root: Path) -> list[tuple[Path, set[str]]]:
     return out
 
 
-def tree_size(path: Path) -> int:
-    """Bytes of the regular files under `path` (not following links, each inode once)."""
+def tree_size(path: Path, links: dict[tuple[int, int], int] | None = None) -> int:
+    """Bytes of the regular files under `path` (not following links, each inode once).
+
+    With `links` (shared across calls: inode -> links seen so far), a file with several
+    links counts only once all of them have been seen, in this tree or an earlier one: what
+    removing every tree passed so far frees. (pybuild hard-links a COPY's unchanged files
+    from the layer the same step made before, so two unpacked layers may share inodes.)
+    """
     total = 0
-    seen: set[tuple[int, int]] = set()
+    seen: dict[tuple[int, int], int] = {} if links is None else links
     for dirpath, _dirnames, filenames in os.walk(path):
         for n in filenames:
             try:
                 st = os.lstat(os.path.join(dirpath, n))
             except OSError:
                 continue
+            if (st.st_mode & 0o170000) != 0o100000:
+                continue
             if st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
-                if key in seen:
-                    continue
-                seen.add(key)
-            if (st.st_mode & 0o170000) == 0o100000:
-                total += st.st_size
+                count = seen[key] = seen.get(key, 0) + 1
+                if links is None and count > 1:
+                    continue  # each inode once in the tree
+                if links is not None and count != st.st_nlink:
+                    continue  # freed only when its last link goes
+            total += st.st_size
     return total
 
 
@@ -345,7 +354,7 @@ def prune(store: Any, *, all_images: bool = False, build_cache: bool = True) -> 
                 continue
             keep_blobs |= digests
         _drop_stale_families(root)
-        # 3. blobs
+        # 3. blobs (and the file record pybuild keeps for a COPY layer: buildcache/files/)
         for d in store.blobs.digests():
             if str(d) in keep_blobs:
                 continue
@@ -356,11 +365,14 @@ def prune(store: Any, *, all_images: bool = False, build_cache: bool = True) -> 
             if store.blobs.remove(d):
                 report.deleted_blobs += 1
                 report.reclaimed += size
+                with contextlib.suppress(FileNotFoundError):
+                    (root / "buildcache" / "files" / f"{str(d).split(':', 1)[-1]}.json").unlink()
         # 4. unpacked layers (and their l/ links)
+        links: dict[tuple[int, int], int] = {}
         for u in store.all_unpacked():
             if str(u.chain_id) in keep_chains:
                 continue
-            size = tree_size(u.path)
+            size = tree_size(u.path, links)
             if store.layers.remove_unpacked(str(u.chain_id)):
                 report.deleted_layers += 1
                 report.reclaimed += size

@@ -170,3 +170,43 @@ def test_one_inode_is_never_linked_twice(tmp_path: Path) -> None:
     assert len(inos) == 2 and st_old.st_ino in inos
     assert lb.reuse.linked == 1
     assert lb.record == {"a": [4, "h"], "b": [4, "h"]}
+
+
+def test_prune_of_a_layer_sharing_inodes(busybox_store, tmp_path: Path) -> None:
+    """Pruning the older of two layers that share inodes frees (and reports) only what was
+    its own, keeps the newer layer's files intact, and drops the old layer's file record."""
+    from cache.prune import prune
+
+    store = busybox_store
+    ctx = tmp_path / "ctx"
+    _context(ctx)
+    (ctx / "Dockerfile").write_text("FROM busybox\nADD big/ /data/\n")
+    first = build_ctx(store, ctx, tags=["p:latest"]).image
+    (ctx / "big" / "d0" / "f0.bin").write_bytes(b"edited\n")
+    second = build_ctx(store, ctx, tags=["p:latest"]).image  # the first is now dangling
+    old_dir = _add_layer_dir_top(store, first)
+    new_dir = _add_layer_dir_top(store, second)
+    shared = {
+        rel: v for rel, v in _files(new_dir).items() if v[0] == _files(old_dir).get(rel, (0,))[0]
+    }
+    assert len(shared) == 39  # every file but the edited one is linked
+    old_files = store.root / "buildcache" / "files" / (first.diff_ids[-1][7:] + ".json")
+    assert old_files.exists()
+    old_blob = store.blob_size(first.diff_ids[-1])
+
+    report = prune(store, build_cache=True)
+
+    assert str(first.image_id) in report.deleted_images
+    assert not old_dir.exists() and not old_files.exists()
+    after = _files(new_dir)
+    assert {rel: after[rel] for rel in shared} == shared  # the linked files live on
+    # Reclaimed: the old blob and the old layer's own file, not the 39 shared ones.
+    shared_bytes = sum(os.lstat(new_dir / rel).st_size for rel in shared)
+    assert report.reclaimed < old_blob + shared_bytes
+    assert report.reclaimed >= old_blob + len("original\n" * 100)
+    assert store.verify() == []
+    assert run_image(store, second.image_id, ["cat", "/data/d0/f0.bin"]) == (0, "edited\n")
+
+
+def _add_layer_dir_top(store, image) -> Path:  # noqa: ANN001
+    return store.unpacked_layers(list(image.diff_ids))[-1].path
