@@ -248,7 +248,7 @@ class BuildContext:
         kind = stat.S_IFMT(st.st_mode)
         extra = ""
         if stat.S_ISREG(kind):
-            extra = self._file_hash(rel, st)
+            extra = self.file_hash(rel, st)
         elif stat.S_ISLNK(kind):
             assert self.root is not None
             extra = os.readlink(self.root / rel)
@@ -259,7 +259,9 @@ class BuildContext:
         h.update(data)
         return xxhash.xxh3_64_hexdigest(data)
 
-    def _file_hash(self, rel: str, st: os.stat_result) -> str:
+    def file_hash(self, rel: str, st: os.stat_result) -> str:
+        """Content hash (xxh3-128) of the context file `rel` whose lstat is `st`, from the
+        stat cache when size, mtime, inode and ctime are unchanged."""
         cache = self._load_stat_cache()
         sig = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
         hit = cache.get(rel)

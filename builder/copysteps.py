@@ -221,7 +221,7 @@ def _context_hashes(context: Any, sources: list[CopySource]) -> dict[Path, str]:
                 continue
             path = str(host)
             if path.startswith(prefix):
-                out[host] = context._file_hash(path[len(prefix) :], st)
+                out[host] = context.file_hash(path[len(prefix) :], st)
     return out
 
 
