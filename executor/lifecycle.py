@@ -71,6 +71,7 @@ class RunOptions:
     add_host: list[str] = field(default_factory=list)
     dns: list[str] = field(default_factory=list)
     dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     lxc_conf: list[str] = field(default_factory=list)
     cap_add: list[str] = field(default_factory=list)
@@ -472,6 +473,7 @@ def _create(root: Path | str, opts: RunOptions, store=None) -> Container:  # noq
             "CapDrop": opts.cap_drop or None,
             "Dns": opts.dns or None,
             "DnsSearch": opts.dns_search or None,
+            "DnsOptions": opts.dns_options or None,
             "Links": None,
             "LxcConf": [],
             "ExtraHosts": opts.add_host or None,
@@ -584,6 +586,8 @@ def spec_for(c: Container, store=None):  # noqa: ANN001, ANN201 - -> executor.sp
         name=c.id,
         extra_hosts=list(hc.get("ExtraHosts") or []),
         dns=list(hc.get("Dns") or []),
+        dns_search=list(hc.get("DnsSearch") or []),
+        dns_options=list(hc.get("DnsOptions") or []),
         state_dir=c.dir,
         cap_add=list(hc.get("CapAdd") or []),
         cap_drop=list(hc.get("CapDrop") or []),

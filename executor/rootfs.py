@@ -433,10 +433,17 @@ def pivot_into(root: str) -> None:
 
 
 def write_etc_files(
-    etc_dir: str, hostname: str, extra_hosts: list[str], dns: list[str], host_network: bool
+    etc_dir: str,
+    hostname: str,
+    extra_hosts: list[str],
+    dns: list[str],
+    host_network: bool,
+    dns_search: list[str] | None = None,
+    dns_options: list[str] | None = None,
 ) -> None:
     """The container's /etc/hosts, /etc/hostname and /etc/resolv.conf, as Docker writes them
-    (the host's resolv.conf is reused unless nameservers are given)."""
+    (`--dns`, `--dns-search`, `--dns-option`: see `_resolv_conf`)."""
+    resolv = _resolv_conf(dns, dns_search or [], dns_options or [])
     os.makedirs(etc_dir, exist_ok=True)
     if host_network:
         # the host's own names, as Docker gives a --network host container
@@ -452,7 +459,7 @@ def write_etc_files(
             lines.append(f"{ip}\t{name}")
         _write(os.path.join(etc_dir, "hosts"), "\n".join(lines) + "\n")
         _write(os.path.join(etc_dir, "hostname"), hostname + "\n")
-        _write(os.path.join(etc_dir, "resolv.conf"), _resolv_conf(dns))
+        _write(os.path.join(etc_dir, "resolv.conf"), resolv)
         return
     lines = [
         "127.0.0.1\tlocalhost",
@@ -470,17 +477,39 @@ def write_etc_files(
     lines.append(f"127.0.1.1\t{hostname}")
     _write(os.path.join(etc_dir, "hosts"), "\n".join(lines) + "\n")
     _write(os.path.join(etc_dir, "hostname"), hostname + "\n")
-    _write(os.path.join(etc_dir, "resolv.conf"), _resolv_conf(dns))
+    _write(os.path.join(etc_dir, "resolv.conf"), resolv)
 
 
-def _resolv_conf(dns: list[str]) -> str:
-    if dns:
-        return "".join(f"nameserver {ns}\n" for ns in dns)
+def _resolv_conf(nameservers: list[str], search: list[str], options: list[str]) -> str:
+    """The host's resolv.conf as it is; with any of nameservers, search domains or options
+    given, Docker's rebuilt file instead: `search`, `nameserver` lines and `options`, each
+    given part replacing the host's (`--dns-search .` drops the search line)."""
     try:
         with open("/etc/resolv.conf") as f:
-            return f.read()
+            host = f.read()
     except OSError:
-        return ""
+        host = ""
+    if not (nameservers or search or options):
+        return host
+    host_servers: list[str] = []
+    host_search: list[str] = []
+    host_options: list[str] = []
+    for line in host.splitlines():
+        words = line.split()
+        if len(words) < 2:
+            continue
+        if words[0] == "nameserver":
+            host_servers.append(words[1])
+        elif words[0] in ("search", "domain"):
+            host_search = words[1:]
+        elif words[0] == "options":
+            host_options += words[1:]
+    search = [] if search == ["."] else (search or host_search)
+    options = options or host_options
+    out = [f"search {' '.join(search)}"] if search else []
+    out += [f"nameserver {ns}" for ns in nameservers or host_servers]
+    out += [f"options {' '.join(options)}"] if options else []
+    return "\n".join(out) + "\n"
 
 
 def _write(path: str, text: str) -> None:

@@ -185,7 +185,13 @@ def start(spec: RunSpec) -> Container:
         for d in (spec.upper, spec.work, spec.merged):
             os.makedirs(d, exist_ok=True)
         rootfs.write_etc_files(
-            c._state_dir, spec.hostname, spec.extra_hosts, spec.dns, spec.network == "host"
+            c._state_dir,
+            spec.hostname,
+            spec.extra_hosts,
+            spec.dns,
+            spec.network == "host",
+            spec.dns_search,
+            spec.dns_options,
         )
         want_cgroups = spec.limits.any() if spec.use_cgroups is None else spec.use_cgroups
         if want_cgroups:

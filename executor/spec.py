@@ -110,11 +110,13 @@ class RunSpec:
     name: str = ""  # container id/name: names the cgroup; a random one when empty
     cgroup_parent: str = "pydock"
     # Own cgroups (pause/unpause, OOM reporting, device rules, a cgroup namespace). None:
-    # only when `limits` asks for one, since joining a cgroup costs an RCU grace period
-    # (~10 ms) per run; `pydock run` containers want True.
+    # only when `limits` asks for one (creating and removing them costs ~1 ms, joining on
+    # cgroup v2 an RCU grace period, ~10 ms); `pydock run` containers want True.
     use_cgroups: bool | None = None
     extra_hosts: list[str] = field(default_factory=list)  # "host:ip", as `--add-host`
     dns: list[str] = field(default_factory=list)  # nameservers; empty: the host's resolv.conf
+    dns_search: list[str] = field(default_factory=list)  # ["."]: no search line at all
+    dns_options: list[str] = field(default_factory=list)  # "ndots:2", ...
     state_dir: Path | None = None  # where hosts/hostname/resolv.conf live; None: a temp dir
     seccomp: bool = True  # executor.seccomp's filter (off when privileged, as in Docker)
     no_new_privs: bool = False  # Docker's default is off (setuid binaries keep working)

@@ -103,6 +103,14 @@ def _add_run_flags(p: argparse.ArgumentParser) -> None:
     a("--add-host", action="append", default=[], help="add a custom host-to-IP mapping")
     a("--dns", action="append", default=[], help="set custom DNS servers")
     a("--dns-search", action="append", default=[], help="set custom DNS search domains")
+    a(
+        "--dns-option",
+        "--dns-opt",
+        dest="dns_option",
+        action="append",
+        default=[],
+        help="set DNS options",
+    )
     a("--link", action="append", default=[], help="(needs a bridge network: refused)")
     a("--lxc-conf", action="append", default=[], help="(lxc exec driver: refused)")
     a("--cap-add", action="append", default=[], help="add Linux capabilities")
@@ -167,6 +175,7 @@ def run_options(args: argparse.Namespace, detach: bool = False):  # noqa: ANN201
         add_host=args.add_host,
         dns=args.dns,
         dns_search=args.dns_search,
+        dns_options=args.dns_option,
         links=args.link,
         lxc_conf=args.lxc_conf,
         cap_add=args.cap_add,

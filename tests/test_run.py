@@ -79,6 +79,32 @@ def test_a_command_that_never_ran_leaves_a_created_container_as_docker(pyd):
         pyd.ok("rm", "never")
 
 
+def test_dns_flags_rewrite_resolv_conf_as_docker(pyd):
+    """--dns, --dns-search and --dns-option (--dns-opt) each replace that part of the host's
+    resolv.conf, in Docker's order (search, nameserver, options; checked against Docker
+    20.10 side by side); `--dns-search .` drops the search line; no flag: the host's file."""
+    host = open("/etc/resolv.conf").read()  # noqa: SIM115 - a one-line read
+    host_ns = [w.split()[1] for w in host.splitlines() if w.startswith("nameserver ")]
+    cat = ["busybox", "cat", "/etc/resolv.conf"]
+    assert pyd.ok("run", "--rm", *cat) == host
+    out = pyd.ok("run", "--rm", "--dns-search", "example.com", "--dns-option", "ndots:2", *cat)
+    assert out.splitlines() == [
+        "search example.com",
+        *[f"nameserver {ns}" for ns in host_ns],
+        "options ndots:2",
+    ]
+    out = pyd.ok(
+        "run", "--rm", "--dns", "9.9.9.9", "--dns-opt", "ndots:3", "--dns-search", ".", *cat
+    )
+    assert out == "nameserver 9.9.9.9\noptions ndots:3\n"
+    cid = pyd.ok("create", "--dns-search", "a.example", "--dns-opt", "ndots:1", "busybox").strip()
+    got = pyd.ok(
+        "inspect", "-f", "{{json .HostConfig.DnsSearch}} {{json .HostConfig.DnsOptions}}", cid
+    )
+    assert got.split() == ['["a.example"]', '["ndots:1"]']
+    pyd.ok("rm", cid)
+
+
 def test_name_in_use_is_refused(pyd):
     pyd.ok("run", "--name", "one", "busybox", "true")
     p = pyd("run", "--name", "one", "busybox", "true")
