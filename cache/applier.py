@@ -30,13 +30,13 @@ import shutil
 import stat
 import subprocess
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
 from cache import tarcheck
 from cache.errors import BadLayer
 from cache.fsops import open_root, openat2
+from cache.records import record
 from cache.tarcheck import Member, TarReader, show
 
 WHITEOUT_PREFIX = b".wh."
@@ -50,7 +50,7 @@ _MAX_DEV = 0xFFFFFFFF
 _MAX_ID = 0xFFFFFFFE  # (uid_t)-1 means "leave unchanged" to chown
 
 
-@dataclass
+@record
 class ApplyStats:
     """What one `apply_layer` did. `diff_id`/`size` describe the tar bytes read (the SHA-256
     and length of the uncompressed stream); `content_bytes` is the file data written."""

@@ -23,7 +23,6 @@ import posixpath
 import shutil
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +36,7 @@ from cache.decompress import (
 )
 from cache.digest import COPY_CHUNK, Hasher, is_digest
 from cache.errors import PydockError
+from cache.records import field, record
 
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -56,7 +56,7 @@ class ArchiveError(PydockError):
 # --- records ------------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class _Member:
     """A regular file of the outer archive, copied to `path` in staging and hashed."""
 
@@ -66,14 +66,14 @@ class _Member:
     size: int
 
 
-@dataclass
+@record
 class _Layer:
     source: str  # archive member name, for messages
     member: _Member
     media_type: str = ""
 
 
-@dataclass
+@record
 class _PendingImage:
     config: _Member
     layers: list[_Layer]
@@ -81,7 +81,7 @@ class _PendingImage:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LoadedImage:
     """What `load_archive` committed: the image id and the tags now pointing at it."""
 

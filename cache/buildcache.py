@@ -18,10 +18,11 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import xxhash
+
+from cache.records import field, record
 
 Parts = Sequence[tuple[str, str]]
 
@@ -47,7 +48,7 @@ def _family_keys(parts: Parts) -> tuple[str, str]:
     )
 
 
-@dataclass
+@record
 class CacheEntry:
     """One cached step: its key, the parts the key was made of (in order) and the result."""
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from cache.digest import EMPTY_TAR_DIFF_ID, DiffID, Digest, is_digest, sha256_bytes
 from cache.errors import InvalidImage
+from cache.records import field, record
 from cache.refs import Reference, parse_reference
 
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -97,7 +97,7 @@ def config_diff_ids(config: dict) -> list[DiffID]:
     return [DiffID(d) for d in ids]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Image:
     """One image of the store: its manifest and config, and the tags pointing at it.
 

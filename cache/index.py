@@ -26,13 +26,13 @@ replace the file by rename.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from cache.digest import Digest, is_digest
 from cache.errors import StoreError
 from cache.images import MEDIA_INDEX, MEDIA_MANIFEST, descriptor, ordered_json
+from cache.records import field, record
 from cache.refs import DEFAULT_TAG, Reference, parse_reference
 
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
@@ -43,7 +43,7 @@ class CorruptIndex(StoreError):
     """index.json cannot be read as an OCI image index."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """One descriptor of index.json: a manifest and at most one tag."""
 
@@ -120,7 +120,7 @@ def _normalised(entries: list[Entry]) -> Index:
     return Index(tuple(out))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Index:
     """An immutable view of index.json; the mutators return a new Index."""
 

@@ -21,20 +21,20 @@ import contextlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from cache.blobs import BlobStore
 from cache.digest import ChainID, DiffID, chain_ids
 from cache.errors import BadLayerTar, LayerNotFound, StoreError
+from cache.records import record
 from cache.staging import crash_point, fsync_dir, remove_tree, staging_dir, staging_name
 
 SHORT_LEN = 12
 LAYER_JSON = "layer.json"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerInfo:
     """A stored layer: its diff id (== blob digest here) and tar size in bytes."""
 
@@ -42,7 +42,7 @@ class LayerInfo:
     size: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UnpackedLayer:
     """A layer unpacked under layers/<chain>/ (see layer.json)."""
 

@@ -20,9 +20,9 @@ import contextlib
 import json
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.records import field, record
 from cache.staging import space_error, staging_name
 
 
@@ -60,7 +60,7 @@ def _start_time(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else None
 
 
-@dataclass
+@record
 class Lease:
     """This process's lease on one store root."""
 

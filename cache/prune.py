@@ -22,17 +22,17 @@ import contextlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cache.digest import chain_ids
 from cache.errors import PydockError
+from cache.records import field, record
 
 _DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}")
 
 
-@dataclass
+@record
 class ContainerRef:
     """What a container record pins: its image id, layers and named volumes."""
 
@@ -49,7 +49,7 @@ class ContainerRef:
     image_name: str = ""
 
 
-@dataclass
+@record
 class DfRow:
     """One line of `system df`: sizes in bytes."""
 
@@ -60,7 +60,7 @@ class DfRow:
     reclaimable: int
 
 
-@dataclass
+@record
 class PruneReport:
     """What `prune` did: images untagged/deleted, and bytes freed."""
 
@@ -407,7 +407,7 @@ def _drop_dangling_links(root: Path) -> None:
 # --- system df -v -------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class ImageUsage:
     """One image of `system df -v`: its size split into layers shared with other images and
     layers only it has, and how many containers use it."""
@@ -419,14 +419,14 @@ class ImageUsage:
     containers: int
 
 
-@dataclass
+@record
 class VolumeUsage:
     name: str
     links: int
     size: int
 
 
-@dataclass
+@record
 class Usage:
     images: list[ImageUsage]
     containers: list[tuple[ContainerRef, int]]  # (container, size of its upper dir)

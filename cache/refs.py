@@ -15,10 +15,10 @@ store puts in `org.opencontainers.image.ref.name`); `ref.full` is the fully qual
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from cache.digest import Digest, is_digest
 from cache.errors import BadReference
+from cache.records import record
 
 DEFAULT_DOMAIN = "docker.io"
 LEGACY_DEFAULT_DOMAIN = "index.docker.io"
@@ -40,7 +40,7 @@ _TAG_RE = re.compile(_TAG)
 _HEX64_RE = re.compile(r"[a-f0-9]{64}")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reference:
     """A normalised image reference. `tag` and `digest` may each be None (not both, normally)."""
 

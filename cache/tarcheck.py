@@ -22,10 +22,10 @@ import hashlib
 import lzma
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from cache.errors import BadLayer
+from cache.records import field, record
 
 BLOCK = 512
 MAX_META = 1 << 20  # PAX records and GNU long names, as Go's archive/tar
@@ -44,7 +44,7 @@ def show(name: bytes | str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-@dataclass
+@record
 class Member:
     """One archive entry after its PAX/GNU extension headers were folded in.
 
@@ -67,7 +67,7 @@ class Member:
     offset: int = 0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TarSummary:
     """What a complete read found: diff_id ("sha256:<hex>" of all bytes read), the byte count
     and the number of members."""

@@ -24,11 +24,11 @@ import hashlib
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from cache.errors import PydockError
+from cache.records import record
 
 BLOCK = 512
 WHITEOUT_PREFIX = ".wh."
@@ -57,7 +57,7 @@ class LayerWriteError(PydockError):
     """The source tree could not be turned into a layer (unreadable file, overlay feature)."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LayerStats:
     """What `write_layer` wrote: the diff_id ("sha256:<hex>" of the tar bytes), the tar's size
     in bytes and the number of tar entries (whiteouts included)."""

@@ -16,8 +16,8 @@ import contextlib
 import errno
 import os
 import time
-from dataclasses import dataclass, field
 
+from cache.records import field, record
 from executor.spec import ExecutorError, Limits
 
 CGROUP_ROOT = "/sys/fs/cgroup"
@@ -60,7 +60,7 @@ def _read(path: str) -> str:
         return f.read()
 
 
-@dataclass
+@record
 class CgroupSet:
     """The cgroups of one container. `paths`: controller name (v1) or "unified" -> dir."""
 

@@ -26,11 +26,11 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _encode_json_str
 from pathlib import Path
 
 from cache.errors import NameInUse, PydockError
+from cache.records import asdict, field, fields, record
 
 CONTAINERS_DIR = "containers"
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -94,7 +94,7 @@ def process_alive(pid: int, start: int) -> bool:
 # --- records -------------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class State:
     """Where a container is in its life; saved as state.json."""
 
@@ -117,11 +117,11 @@ class State:
 
     @classmethod
     def from_json(cls, obj: dict) -> State:
-        known = cls.__dataclass_fields__
+        known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in obj.items() if k in known})
 
 
-@dataclass
+@record
 class Container:
     """One container's config (fixed at create) and state (changes over its life)."""
 

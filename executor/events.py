@@ -12,13 +12,14 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from cache.records import field, record
 
 EVENTS_FILE = "events.jsonl"
 
 
-@dataclass
+@record
 class Event:
     """One event: what happened (`action`) to which object (`type`, `actor_id`) and when."""
 
@@ -111,9 +112,9 @@ def follow_events(
     """Yield past events from `since`, then new ones as they are appended (until interrupted)."""
     from executor.jsonlines import follow_json_lines
 
-    for record in follow_json_lines(Path(root) / EVENTS_FILE, poll=poll):
+    for line in follow_json_lines(Path(root) / EVENTS_FILE, poll=poll):
         try:
-            ev = Event.from_json(record)
+            ev = Event.from_json(line)
         except (ValueError, TypeError, KeyError, AttributeError):
             continue
         if since is None or ev.time >= since:

@@ -13,10 +13,10 @@ import os
 import re
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cache.errors import PydockError
+from cache.records import field, record
 from executor.containers import Container, ContainerStateError, ContainerStore, State, new_id
 from executor.events import log_event
 
@@ -30,7 +30,7 @@ class RunError(PydockError):
     exit_code = 125
 
 
-@dataclass
+@record
 class RunOptions:
     """Every flag of `pydock run` / `pydock create`, parsed but not yet merged with the image."""
 

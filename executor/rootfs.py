@@ -21,8 +21,8 @@ import errno
 import glob
 import os
 import stat
-from dataclasses import dataclass, field
 
+from cache.records import field, record
 from executor import syscalls as sc
 from executor.spec import ExecutorError, Mount
 
@@ -47,7 +47,7 @@ _RESOLVE = sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS
 _NOSUID_NODEV_NOEXEC = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
 
 
-@dataclass
+@record
 class RootPlan:
     """What to build in `merged` (already an overlay mount). `etc_dir` holds the hosts,
     hostname and resolv.conf files to bind in."""

@@ -7,11 +7,11 @@ and are resolved inside the container's root, never on the host.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cache.errors import PydockError
+from cache.records import asdict, field, record
 
 if TYPE_CHECKING:  # `typing` itself is imported by every run; its names only by checkers
     from typing import Any, Literal
@@ -37,7 +37,7 @@ class CommandNotExecutable(ExecutorError):
     exit_code = 126
 
 
-@dataclass
+@record
 class Mount:
     """One extra mount in the container, applied after the root, /proc, /dev and /sys.
 
@@ -53,7 +53,7 @@ class Mount:
     options: str = ""
 
 
-@dataclass
+@record
 class Limits:
     """Cgroup limits. None means "no limit". Sizes in bytes; `memory_swap` is memory plus
     swap as in Docker (`-1` unlimited swap); `cpus` is a fraction of CPUs (1.5 = 150 % of one
@@ -70,7 +70,7 @@ class Limits:
         return any(v is not None for v in asdict(self).values())
 
 
-@dataclass
+@record
 class RunSpec:
     """One container: an overlay root over `lowers` and a process in it.
 
@@ -153,7 +153,7 @@ class RunSpec:
         return cls(**d)
 
 
-@dataclass
+@record
 class RunResult:
     """How a container ended. `exit_code` is Docker's: the process's exit status, or 128+N
     when it was killed by signal N (then `signal` is N). `oom_killed`: the memory cgroup

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, field
 
+from cache.records import field, record
 from executor import syscalls
 from executor.spec import ExecutorError
 
 _MAX_FILE = 8 << 20
 
 
-@dataclass
+@record
 class ExecUser:
     """Who the container process runs as."""
 

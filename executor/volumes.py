@@ -16,10 +16,10 @@ import os
 import re
 import stat
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cache.errors import PydockError
+from cache.records import field, record
 
 VOLUMES_DIR = "volumes"
 VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -37,7 +37,7 @@ class BadVolumeSpec(PydockError):
     exit_code = 125
 
 
-@dataclass
+@record
 class Volume:
     """One volume: its name, data directory and metadata (saved as volume.json)."""
 
@@ -61,7 +61,7 @@ class Volume:
         }
 
 
-@dataclass
+@record
 class MountRequest:
     """A parsed `-v` value: a bind of a host path, or a named/anonymous volume."""
 
