@@ -164,29 +164,19 @@ class BlobStore:
 
         The caller commits it with `commit_staged` or removes it.
         """
-        path = self.tmp / staging_name(kind)
-        hasher = Hasher()
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            with open(fd, "wb", closefd=False) as out:
-                if isinstance(data, bytes | bytearray | memoryview):
-                    hasher.update(bytes(data))
-                    out.write(data)
-                else:
-                    while chunk := data.read(COPY_CHUNK):
-                        hasher.update(chunk)
-                        out.write(chunk)
-            os.fchmod(fd, BLOB_MODE)
-            os.fsync(fd)
-        except BaseException as e:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-            if err := space_error(e, self.tmp.parent):
-                raise err from None
-            raise
-        os.close(fd)
-        return path, hasher.digest(), hasher.size
+
+        def copy(out: BinaryIO) -> tuple[str, int]:
+            hasher = Hasher()
+            if isinstance(data, bytes | bytearray | memoryview):
+                hasher.update(bytes(data))
+                out.write(data)
+            else:
+                while chunk := data.read(COPY_CHUNK):
+                    hasher.update(chunk)
+                    out.write(chunk)
+            return hasher.digest(), hasher.size
+
+        return self.stage_written(copy, kind)
 
     def stage_written(
         self, produce: Callable[[BinaryIO], tuple[str, int]], kind: str = "blob"
