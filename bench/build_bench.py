@@ -94,12 +94,18 @@ def make_context(ctx: Path, workload: str, scale: float) -> None:
     (ctx / "Dockerfile").write_text(text)
 
 
+# Edits are unique to this bench run: the peers' caches outlive a run (dockerd, buildah's
+# storage) and are keyed by content, so an edit repeated from an earlier run would be a
+# cache hit for them (a whole (c) rebuild in 0.08 s) while pybuild starts from a fresh store.
+RUN_TOKEN = os.urandom(8).hex()
+
+
 def touch_first_add(ctx: Path, n: int) -> None:
     """Rewrite one small file the first ADD reads (in b, one file of the big context)."""
     if (ctx / "big").is_dir():
-        (ctx / "big" / "d0" / "f0.bin").write_bytes(f"edit {n}\n".encode() * 100)
+        (ctx / "big" / "d0" / "f0.bin").write_bytes(f"edit {n} {RUN_TOKEN}\n".encode() * 100)
         return
-    (ctx / "small" / "f0.txt").write_text(f"file 0, edit {n}\n")
+    (ctx / "small" / "f0.txt").write_text(f"file 0, edit {n} {RUN_TOKEN}\n")
 
 
 class Tool:
