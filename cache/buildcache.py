@@ -162,12 +162,18 @@ class BuildCache:
         return None
 
     def write(self, entry: CacheEntry) -> None:
-        """Store an entry (replacing one with the same key) and point its families at it."""
+        """Store an entry (replacing one with the same key) and point its families at it.
+
+        Renamed into place without fsync: readers never see a part (rename is atomic), and
+        after a power cut an entry or family file the disk lost or tore reads as a miss (see
+        `lookup`), which a build repairs by running the step. What an entry names (layer
+        blobs, configs) was fsync'd before it was written. The fsyncs cost a cold build
+        about 1 ms per step (three files a step)."""
         self.dir.mkdir(parents=True, exist_ok=True)
         self.family_dir.mkdir(parents=True, exist_ok=True)
-        self._atomic_write(self._path(entry.key), entry.to_json())
+        self._atomic_write(self._path(entry.key), entry.to_json(), sync=False)
         for fam in _family_keys(entry.parts):
-            self._atomic_write(self.family_dir / fam, entry.key.encode())
+            self._atomic_write(self.family_dir / fam, entry.key.encode(), sync=False)
 
     # ---- file records of COPY/ADD layers ----------------------------------------------------
     # buildcache/files/<diff hex>.json: {"diff_id": ..., "files": {layer path: [size, hash]}}

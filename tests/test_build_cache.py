@@ -42,6 +42,26 @@ def test_one_changed_file_reruns_from_its_copy(busybox_store, tmp_path):
     assert "src:app/main.py changed" in rec.kinds("miss")
 
 
+def test_entries_torn_by_a_power_cut_read_as_misses(busybox_store, tmp_path):
+    """Entries are renamed into place without fsync: after a power cut one may be empty or
+    cut short. Such an entry (or family file) is a miss that the next build repairs."""
+    ctx = _ctx(tmp_path)
+    build_ctx(busybox_store, ctx)
+    bc = busybox_store.root / "buildcache"
+    entries = sorted(bc.glob("*.json"))
+    assert entries
+    for i, path in enumerate(entries):
+        data = path.read_bytes()
+        path.write_bytes(b"" if i % 2 else data[: len(data) // 2])
+    for fam in (bc / "family").iterdir():
+        fam.write_bytes(b"")
+    again = build_ctx(busybox_store, ctx)
+    assert not any(s.cached for s in again.steps[1:])
+    assert again.containers_run == 2  # both RUN steps ran again
+    third = build_ctx(busybox_store, ctx)  # repaired: every step is a hit again
+    assert all(s.cached for s in third.steps) and third.containers_run == 0
+
+
 def test_mtime_alone_does_not_bust_the_cache(busybox_store, tmp_path):
     ctx = _ctx(tmp_path)
     build_ctx(busybox_store, ctx)
