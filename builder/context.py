@@ -17,13 +17,13 @@ import posixpath
 import re
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 
 from builder.dockerignore import IgnoreRules
 from cache.errors import PydockError
+from cache.records import record
 
 
 class ContextError(PydockError):
@@ -33,7 +33,7 @@ class ContextError(PydockError):
 _WILDCARD = re.compile(r"[*?\[]")
 
 
-@dataclass
+@record
 class Source:
     """One resolved source: its context-relative path ('' for the root) and its lstat."""
 

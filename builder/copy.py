@@ -23,11 +23,11 @@ import shutil
 import stat
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.rootview import RootView
 from cache.errors import PydockError
+from cache.records import field, record
 
 
 class CopyError(PydockError):
@@ -37,7 +37,7 @@ class CopyError(PydockError):
 Entry = tuple[str, Path, os.stat_result]  # (path relative to the source folder, host, lstat)
 
 
-@dataclass
+@record
 class CopySource:
     """One source of a COPY/ADD.
 
@@ -58,7 +58,7 @@ class CopySource:
     subdir: str = ""  # --parents: a folder's contents go to DEST/<subdir>, not DEST
 
 
-@dataclass
+@record
 class Reuse:
     """The previous layer of the same COPY/ADD, unpacked, whose unchanged files may be
     hard-linked into the new layer instead of copied.

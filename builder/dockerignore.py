@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from cache.records import field, record
 
-@dataclass
+
+@record
 class Pattern:
     """One cleaned pattern; `exclusion` is True for a `!` exception."""
 
@@ -82,7 +83,7 @@ def compile_pattern(text: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
-@dataclass
+@record
 class IgnoreRules:
     """The patterns of one ignore file, in file order; `source` names where they came from."""
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from builder.errors import ExpansionError
+from cache.records import record
 
 __all__ = ["Lexer", "expand_word", "expand_words", "check_word"]
 
@@ -77,7 +77,7 @@ class _Words:
         return self.words
 
 
-@dataclass
+@record
 class Lexer:
     """One configured lexer. The flags mirror the upstream modes used for heredoc detection:
 

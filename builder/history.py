@@ -12,8 +12,9 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from cache.records import field, record
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -36,7 +37,7 @@ def now(source_date_epoch: int | None) -> str:
     return rfc3339(source_date_epoch if source_date_epoch is not None else time.time())
 
 
-@dataclass
+@record
 class BuildState:
     """The image a stage has built so far (values; a step returns a new one)."""
 

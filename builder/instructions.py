@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 from builder.errors import DockerfileError, ExpansionError, closest, did_you_mean
 from builder.expand import check_word, expand_word, expand_words
 from builder.nodes import Heredoc, Node
+from cache import records
 
 if TYPE_CHECKING:
     from builder.parser import Dockerfile
@@ -770,7 +771,7 @@ def _build_onbuild(ctx: _Ctx, flags: dict, common: dict) -> Instruction:
         raise ctx.error("Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed")
     if trigger_word in ("MAINTAINER", "FROM"):
         raise ctx.error(f"{trigger_word} isn't allowed as an ONBUILD trigger")
-    sub = dataclasses.replace(node.sub, heredocs=list(node.heredocs))
+    sub = records.replace(node.sub, heredocs=list(node.heredocs))  # a Node: a record
     trigger = from_node(sub, ctx.df)
     expression = re.sub(r"(?i)^\s*ONBUILD\s*", "", node.original, count=1)
     for doc in node.heredocs:

@@ -8,10 +8,11 @@ part sits in the file, so later stages can report errors at a line and column.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+
+from cache.records import field, record
 
 
-@dataclass
+@record
 class Heredoc:
     """A here-document attached to a RUN/COPY/ADD line.
 
@@ -35,7 +36,7 @@ class Heredoc:
         return "".join(line.lstrip("\t") for line in self.content.splitlines(keepends=True))
 
 
-@dataclass
+@record
 class SourceMap:
     """Maps offsets in a logical line back to (line, column) in the file (both 1-based).
 
@@ -60,7 +61,7 @@ class SourceMap:
         return self.lines[i], self.cols[i] + (offset - self.starts[i]) + 1
 
 
-@dataclass
+@record
 class Node:
     """One instruction as Docker's parser sees it.
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +34,7 @@ from builder.steps_meta import MetadataSteps
 from builder.steps_run import RunSteps
 from cache.buildcache import BuildCache, CacheEntry, explain_miss, step_key
 from cache.errors import PydockError
+from cache.records import field, record
 
 if TYPE_CHECKING:
     from builder.parsecache import PlannedStage as Stage
@@ -87,7 +87,7 @@ class BaseImageNotFound(BuildError):
     pass
 
 
-@dataclass
+@record
 class BuildOptions:
     """Everything a build needs, as given on the command line."""
 
@@ -106,7 +106,7 @@ class BuildOptions:
     dry_run: bool = False
 
 
-@dataclass
+@record
 class StepRecord:
     """What happened to one step: its vertex number, name, hit or miss and why."""
 
@@ -118,7 +118,7 @@ class StepRecord:
     diff_id: str | None = None
 
 
-@dataclass
+@record
 class BuildResult:
     image_id: str = ""
     tags: list[str] = field(default_factory=list)
@@ -141,7 +141,7 @@ class NullProgress:
     def info(self, text: str) -> None: ...
 
 
-@dataclass
+@record
 class StageCtx:
     stage: Stage
     state: BuildState

@@ -11,12 +11,12 @@ import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from cache.digest import EMPTY_TAR_DIFF_ID
 from cache.errors import PydockError
+from cache.records import field, record
 from executor.spec import Mount, RunResult, RunSpec
 
 
@@ -90,7 +90,7 @@ class RunFailed(StepFailed):
         self.tail = tail
 
 
-@dataclass
+@record
 class RunRequest:
     """What a RUN step executes (container-side values, already expanded)."""
 

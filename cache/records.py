@@ -1,4 +1,4 @@
-"""Records: `@record`, a light `@dataclass` for the plain data classes of `cache/` and `executor/`.
+"""Records: `@record`, a light `@dataclass` for the plain data classes on the commands' paths.
 
 Why not `dataclasses`: every pydock command is a fresh Python process, and `pydock run` has a
 budget of 0.1 s for the whole of it. On Python 3.11 `import dataclasses` pulls `inspect` (and
@@ -10,9 +10,13 @@ to define and a few microseconds more per instance, nothing a command notices.
 What it does is the subset of dataclasses those records use, with the same meaning: fields in
 annotation order, defaults and `field(default_factory=...)`, `field(compare=False)`,
 `frozen=True` (assignment raises, instances hash by their compared fields), `__repr__`,
-`__eq__`, `__match_args__`, and `asdict` / `fields`. Not supported, refused when seen: field
-inheritance from a base record, `__post_init__`, `InitVar`/`ClassVar` annotations. The builder
-(whose records are many and whose cost is paid once per build) keeps real dataclasses.
+`__eq__`, `__match_args__`, and `asdict` / `fields` / `replace`. Not supported, refused when seen: field
+inheritance from a base record, `__post_init__`, `InitVar`/`ClassVar` annotations.
+
+Used by cache/, executor/ and the parts of builder/ and frontend/ a build goes through; the
+Dockerfile's typed instructions, parser and planner (builder/instructions.py, parser.py,
+dag.py: keyword-only fields, inheritance, `dataclasses.replace`; run once per changed
+Dockerfile, then cached) keep real dataclasses.
 """
 
 from __future__ import annotations
@@ -185,6 +189,17 @@ def is_record(obj: Any) -> bool:
 def fields(obj: Any) -> tuple[Field, ...]:
     """The fields of a record class or instance, in order."""
     return (obj if isinstance(obj, type) else type(obj)).__record_fields__
+
+
+def replace(obj: T, **changes: Any) -> T:
+    """A new record like `obj` with `changes` (as dataclasses.replace)."""
+    if not is_record(obj) or isinstance(obj, type):
+        raise TypeError("replace() should be called on record instances")
+    values = {f.name: getattr(obj, f.name) for f in fields(obj)}
+    unknown = changes.keys() - values.keys()
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {sorted(unknown)[0]!r}")
+    return type(obj)(**{**values, **changes})
 
 
 def asdict(obj: Any) -> dict[str, Any]:

@@ -13,12 +13,13 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+from cache.records import field, record
 
-@dataclass
+
+@record
 class Event:
     """One progress event. kind: started|cached|miss|log|finished|failed|info."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.records import FrozenRecordError, asdict, field, fields, record
+from cache.records import FrozenRecordError, asdict, field, fields, record, replace
 
 
 @record
@@ -112,6 +112,15 @@ def test_asdict_and_fields():
         asdict(Plain)
 
 
+def test_replace_like_dataclasses():
+    p = Plain("a", tags=["t"])
+    q = replace(p, size=9)
+    assert (q.name, q.size, q.tags) == ("a", 9, ["t"]) and p.size == 3
+    assert replace(Key("x", note="n"), a="y") == Key("y")
+    with pytest.raises(TypeError):
+        replace(p, nope=1)
+
+
 def test_refuses_what_it_does_not_support():
     with pytest.raises(TypeError, match="follows a default"):
 
@@ -159,3 +168,32 @@ def test_pydock_run_path_imports_no_dataclasses(busybox_store):
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == "0 []"
+
+
+def test_a_cached_build_imports_no_dataclasses(busybox_store, tmp_path):
+    """pybuild's rebuild path (solver, steps, context, progress) is made of records too."""
+    import subprocess
+    import sys
+
+    from container_helpers import REPO
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "f.txt").write_text("x\n")
+    (ctx / "Dockerfile").write_text("FROM busybox\nCOPY f.txt /f.txt\nRUN cat /f.txt\n")
+    probe = (
+        "import sys\n"
+        "sys.argv = ['pybuild', '--root', sys.argv[1], '-q', '-t', 'probe', sys.argv[2]]\n"
+        "from frontend.pybuild import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "print([m for m in ('dataclasses', 'inspect') if m in sys.modules])\n"
+    )
+    argv = [sys.executable, "-c", probe, str(busybox_store.root), str(ctx)]
+    first = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)  # all cached
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip().splitlines()[-1] == "[]"
