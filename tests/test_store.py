@@ -517,12 +517,23 @@ def test_unprivileged_reader(busybox_root: Path, public_dir: Path):
     store = copy_store(busybox_root, public_dir / "root")
     (store.tmp_path / "write-999999999-leftover").write_bytes(b"x")
     as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    code = "from cache.store import Store; print(Store.open(sys.argv[1]).get_image('busybox').short_id)"
+    # nobody runs a copy of the code from the public folder: the checkout itself may sit
+    # below a folder only root can enter (a fresh clone in `mktemp -d`, /root).
+    repo = Path(__file__).resolve().parent.parent
+    code = public_dir / "code"
+    for pkg in ("cache", "executor", "builder", "frontend"):
+        shutil.copytree(repo / pkg, code / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    for path in [public_dir, *code.rglob("*")]:
+        os.chmod(path, 0o755 if path.is_dir() else 0o644)
+    probe = subprocess.run([*as_nobody, sys.executable, "-c", "pass"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"nobody cannot run {sys.executable}: {probe.stderr.decode()[-200:]}")
+    source = "from cache.store import Store; print(Store.open(sys.argv[1]).get_image('busybox').short_id)"
     p = subprocess.run(
-        [*as_nobody, sys.executable, "-c", "import sys; " + code, str(store.root)],
+        [*as_nobody, sys.executable, "-c", "import sys; " + source, str(store.root)],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=code,
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip() == store.get_image("busybox").short_id
@@ -540,7 +551,7 @@ def test_unprivileged_reader(busybox_root: Path, public_dir: Path):
         ],
         capture_output=True,
         text=True,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=code,
     )
     assert p.returncode == 1
     assert p.stderr.count("\n") == 1 and "permission denied" in p.stderr
