@@ -191,7 +191,9 @@ def copy_step(solver: Any, ctx: Any, node: Any, what: str) -> None:
                 target = lb.resolve(dest_path(dest, workdir).rstrip("/") or "/")
                 unpack_archive(lb, path, ak, target, owner)
                 lb.finish()
-            diff_id = commit_dir(solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids)
+            diff_id = commit_dir(
+                solver.store, upper, overlay_upper=False, sde=sde, stack=diff_ids, keep_empty=True
+            )
             if record and diff_id is not None and lb.record:
                 solver.cache.write_files(diff_id, lb.record)
             return diff_id

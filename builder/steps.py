@@ -113,8 +113,12 @@ def commit_dir(
     overlay_upper: bool,
     sde: int | None,
     stack: list[str] | None = None,
+    keep_empty: bool = False,
 ) -> str | None:
-    """Write `src` as a layer into the store; None when it holds no change (empty tar).
+    """Write `src` as a layer into the store; None when it holds no change (empty tar),
+    unless `keep_empty`: RUN, COPY and ADD always make a layer, an empty one when nothing
+    changed (Docker's documented rule, which both BuildKit and the classic builder follow:
+    `RUN true` is a layer of 0 bytes in `docker history`, not an empty-layer entry).
 
     The tar is written straight into the store's staging file (no pipe, no second hash). With `stack` (the
     DiffIDs of the image below, oldest first), `src` itself then becomes the layer's unpacked
@@ -124,9 +128,9 @@ def commit_dir(
     """
     with os.scandir(src) as it:
         empty = next(it, None) is None
-    if empty and not _has_opaque(src):
+    if empty and not keep_empty and not _has_opaque(src):
         return None
-    diff_id = _stream_layer(store, src, overlay_upper, sde)
+    diff_id = _stream_layer(store, src, overlay_upper, sde, keep_empty)
     if diff_id is None or stack is None:
         return diff_id
     _normalize_tree(src, overlay_upper, sde)
@@ -146,11 +150,14 @@ def _has_opaque(path: Path) -> bool:
     return False
 
 
-def _stream_layer(store, src: Path, overlay_upper: bool, sde: int | None) -> str | None:  # noqa: ANN001
+def _stream_layer(  # noqa: ANN001
+    store, src: Path, overlay_upper: bool, sde: int | None, keep_empty: bool = False
+) -> str | None:
     """Write `src` as a layer tar straight into the store's staging file (our own writer,
-    hashed once on the way: `Store.write_layer_tree`); None for an empty tar."""
+    hashed once on the way: `Store.write_layer_tree`); None for an empty tar unless
+    `keep_empty`."""
     info = store.write_layer_tree(src, overlay_upper=overlay_upper, source_date_epoch=sde)
-    if info.diff_id == EMPTY_TAR_DIFF_ID:
+    if info.diff_id == EMPTY_TAR_DIFF_ID and not keep_empty:
         return None
     return str(info.diff_id)
 
@@ -256,4 +263,6 @@ def run_in_container(
         if result.exit_code != 0:
             note = result.error or ("killed by the OOM killer" if result.oom_killed else "")
             raise RunFailed(step_name, command, result.exit_code, list(tail)[-10:], note)
-        return commit_dir(store, upper, overlay_upper=True, sde=sde, stack=diff_ids)
+        return commit_dir(
+            store, upper, overlay_upper=True, sde=sde, stack=diff_ids, keep_empty=True
+        )

@@ -115,3 +115,23 @@ def test_cli_label_target_and_bad_tag(busybox_store, tmp_path):
     assert labels == {"stage": "one", "extra": "yes"}
     bad = subprocess.run([*cmd, "-t", "Bad:Name:x", str(ctx)], capture_output=True, text=True)
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
+
+
+def test_run_and_copy_that_change_nothing_still_make_a_layer(busybox_store, tmp_path):
+    """Docker's rule (BuildKit's and the classic builder's): every RUN, COPY and ADD is a
+    layer, an empty one when it changed nothing; metadata steps are empty-layer entries."""
+    from cache.digest import EMPTY_TAR_DIFF_ID
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM busybox\nRUN true\nCOPY *.nomatch /x/\nENV A=1\nRUN echo a > /a\n"
+    )
+    img = busybox_store.get_image(build_ctx(busybox_store, ctx).image_id)
+    base = len(img.diff_ids) - 3
+    assert list(img.diff_ids[base : base + 2]) == [EMPTY_TAR_DIFF_ID, EMPTY_TAR_DIFF_ID]
+    assert img.diff_ids[-1] != EMPTY_TAR_DIFF_ID
+    marks = ["." if h.get("empty_layer") else "L" for h in img.config["history"]][-4:]
+    assert marks == ["L", "L", ".", "L"]
+    code, out = run_image(busybox_store, img.image_id, ["cat", "/a"])
+    assert (code, out) == (0, "a\n")

@@ -25,9 +25,6 @@ PYBUILD_DIFFERS: dict[str, str] = {
     "add_tar_symlink_escape": "ADD of a local tar with 'link -> /etc' then 'link/pwned'"
     " writes /t/etc/pwned (the symlink resolved inside DEST); Docker fails the build"
     " (open /link/pwned: no such file). Nothing escapes either way",
-    "wildcard_no_match": "a COPY whose only source is a wildcard matching nothing copies"
-    " nothing and goes on in both, but pybuild records it as an empty-layer history entry"
-    " (no layer, as for any step that changes nothing) where BuildKit adds an empty layer",
 }
 # Where this Docker cannot build the case at all (its built-in Dockerfile frontend is
 # older); pybuild's image is then checked alone against the documented behaviour.
