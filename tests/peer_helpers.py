@@ -433,6 +433,22 @@ def params(cases: list[Case], differs: dict[str, str], cannot: dict[str, str]) -
     return out
 
 
+def error_params(cases: list, differs: dict[str, str]) -> list:
+    """pytest params for the error cases (a name or a Case each): xfail(strict) where
+    pybuild is known to differ."""
+    import pytest
+
+    out = []
+    for case in cases:
+        name = case if isinstance(case, str) else case.name
+        marks = []
+        if name in differs:
+            reason = f"pybuild differs: {differs[name]}"
+            marks.append(pytest.mark.xfail(strict=True, reason=reason))
+        out.append(pytest.param(case, id=name, marks=marks))
+    return out
+
+
 def check_case(
     case: Case,
     ours,  # noqa: ANN001

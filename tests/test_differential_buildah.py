@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from differential.builders import Buildah, Pybuild
 from differential.cases import CASES, ERROR_CASES
-from peer_helpers import PeerUnavailable, Quirk, check_both_fail, check_case, params
+from peer_helpers import (
+    PeerUnavailable,
+    Quirk,
+    check_both_fail,
+    check_case,
+    error_params,
+    params,
+)
 
 # Where pybuild is wrong (per Docker's documented behaviour): xfail(strict) until fixed.
 PYBUILD_DIFFERS: dict[str, str] = {
@@ -159,19 +166,7 @@ def test_same_image_as_buildah(peers, case, tmp_path: Path) -> None:
     check_case(case, ours, peer, tmp_path, PEER_QUIRKS, PEER_CANNOT)
 
 
-def _error_params() -> list:
-    out = []
-    for case in ERROR_CASES:
-        name = case if isinstance(case, str) else case.name
-        marks = []
-        if name in PYBUILD_DIFFERS:
-            reason = f"pybuild differs: {PYBUILD_DIFFERS[name]}"
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        out.append(pytest.param(case, id=name, marks=marks))
-    return out
-
-
-@pytest.mark.parametrize("case", _error_params())
+@pytest.mark.parametrize("case", error_params(ERROR_CASES, PYBUILD_DIFFERS))
 def test_both_refuse(peers, case, tmp_path: Path) -> None:
     ours, peer = peers
     check_both_fail(case, ours, peer, tmp_path, PEER_ACCEPTS)
