@@ -16,7 +16,6 @@ import os
 import posixpath
 import re
 import stat
-import tempfile
 from pathlib import Path
 
 import xxhash
@@ -293,6 +292,8 @@ class BuildContext:
             return
         path = self._stat_cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only when the cache learned something, not on an unchanged context
+
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stat-")
         with os.fdopen(fd, "w") as f:
             json.dump(self._stat_cache, f, separators=(",", ":"))

@@ -9,7 +9,6 @@ key (or image id), so a rebuilt stage re-runs the COPY that reads it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import posixpath
 import re
@@ -318,6 +317,8 @@ def _url_source(url: str, checksum: str | None, dest: str) -> tuple[str, dict]:
         return checksum, payload
     data, mtime = _download(url)
     payload["data"], payload["mtime"] = data, mtime
+    import hashlib  # only for ADD of a URL
+
     return "sha256:" + hashlib.sha256(data).hexdigest(), payload
 
 
@@ -353,6 +354,8 @@ def _fetch(payload: dict, tmp: Path) -> CopySource:
         algo, _, want = checksum.partition(":")
         if algo not in ("sha256", "sha384", "sha512") or not want:
             raise CopyError(f"ADD --checksum={checksum}: expected sha256:<hex>")
+        import hashlib
+
         got = hashlib.new(algo, data).hexdigest()
         if got != want:
             raise CopyError(f"ADD {url}: checksum mismatch: expected {checksum}, got {algo}:{got}")

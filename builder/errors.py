@@ -12,7 +12,6 @@ source line, so the command line can show
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 from cache.errors import PydockError
@@ -98,6 +97,8 @@ class ExpansionError(PydockError):
 
 def closest(word: str, choices: Iterable[str]) -> str | None:
     """The choice most like `word` (case-insensitive), or None if none is close enough."""
+    import difflib  # only for a message: not on every build's path
+
     upper = {c.upper(): c for c in choices}
     close = difflib.get_close_matches(word.upper(), list(upper), n=1, cutoff=0.6)
     return upper[close[0]] if close else None

@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import json
 import time
-from datetime import UTC, datetime
 
 from cache.records import field, record
 
@@ -26,7 +25,7 @@ def rfc3339(ts: float) -> str:
     frac = round((ts - whole) * 1_000_000_000)
     if frac >= 1_000_000_000:
         whole, frac = whole + 1, 0
-    base = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    base = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))  # (no datetime import)
     if frac:
         return f"{base}.{frac:09d}".rstrip("0") + "Z"
     return base + "Z"

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import xxhash
@@ -221,6 +220,8 @@ def save(
                 "nodes": [_node_to_json(n) for n in nodes],
             }
         )
+        import tempfile  # only when a new parse is saved, not on a cached rebuild
+
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".parsed-")
         with os.fdopen(fd, "w") as f:
             f.write(data)

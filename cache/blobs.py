@@ -166,14 +166,14 @@ class BlobStore:
         """
 
         def copy(out: BinaryIO) -> tuple[str, int]:
-            hasher = Hasher()
             if isinstance(data, bytes | bytearray | memoryview):
-                hasher.update(bytes(data))
-                out.write(data)
-            else:
-                while chunk := data.read(COPY_CHUNK):
-                    hasher.update(chunk)
-                    out.write(chunk)
+                raw = bytes(data)
+                out.write(raw)
+                return sha256_bytes(raw), len(raw)  # a config or manifest: no hashlib import
+            hasher = Hasher()
+            while chunk := data.read(COPY_CHUNK):
+                hasher.update(chunk)
+                out.write(chunk)
             return hasher.digest(), hasher.size
 
         return self.stage_written(copy, kind)

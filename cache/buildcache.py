@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import xxhash
 
 from cache.records import field, record
+from cache.staging import staging_name
 
 Parts = Sequence[tuple[str, str]]
 
@@ -280,7 +280,8 @@ class BuildCache:
 
     def _atomic_write(self, path: Path, data: bytes, sync: bool = True) -> None:
         staging = self.tmp if self.tmp.is_dir() else path.parent
-        fd, tmp = tempfile.mkstemp(dir=staging, prefix=".bc-")
+        tmp = staging / staging_name(".bc")  # (not tempfile: ~2 ms of imports per build)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -72,6 +72,11 @@ class _Formatter(argparse.HelpFormatter):
         super().__init__(prog, indent_increment, max_help_position, width)
 
 
+class RawDescriptionFormatter(_Formatter, argparse.RawDescriptionHelpFormatter):
+    """argparse.RawDescriptionHelpFormatter (descriptions and epilogs printed as written),
+    without the shutil import (see _Formatter)."""
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as one line and exits with the program's code."""
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cache.errors import PydockError
-from frontend.cli import make_parser, run_handler, store_root
+from frontend.cli import RawDescriptionFormatter, make_parser, run_handler, store_root
 
 USAGE_EXAMPLES = """\
 CONTEXT is a folder, `-` for a tar archive (or a lone Dockerfile) on stdin; with `-f -` the
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pybuild", "Build an image from a Dockerfile into the local store.", usage_exit_code=125
     )
     p.epilog = USAGE_EXAMPLES
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawDescriptionFormatter
     a = p.add_argument
     a(
         "context",
