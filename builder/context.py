@@ -23,6 +23,7 @@ import xxhash
 from builder.dockerignore import IgnoreRules
 from cache.errors import PydockError
 from cache.records import record
+from cache.staging import atomic_write
 
 
 class ContextError(PydockError):
@@ -292,12 +293,8 @@ class BuildContext:
             return
         path = self._stat_cache_path
         path.parent.mkdir(parents=True, exist_ok=True)
-        import tempfile  # only when the cache learned something, not on an unchanged context
-
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".stat-")
-        with os.fdopen(fd, "w") as f:
-            json.dump(self._stat_cache, f, separators=(",", ":"))
-        os.replace(tmp, path)
+        data = json.dumps(self._stat_cache, separators=(",", ":")).encode()
+        atomic_write(path.parent, path, data, 0o600, sync=False, kind=".stat")
         self._stat_dirty = False
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import xxhash
 
 from builder.nodes import Heredoc, Node, SourceMap
+from cache.staging import atomic_write
 
 _PARSER_FILES = (
     "parser.py",
@@ -220,11 +221,7 @@ def save(
                 "nodes": [_node_to_json(n) for n in nodes],
             }
         )
-        import tempfile  # only when a new parse is saved, not on a cached rebuild
-
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".parsed-")
-        with os.fdopen(fd, "w") as f:
-            f.write(data)
-        os.replace(tmp, d / f"{_key(text, filename)}.json")
+        target = d / f"{_key(text, filename)}.json"
+        atomic_write(d, target, data.encode(), 0o600, sync=False, kind=".parsed")
     except OSError:
         pass  # a cache: failing to write it only costs time next run

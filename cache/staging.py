@@ -119,8 +119,11 @@ def _empty_dir(fd: int) -> None:
                 _retry_writable(lambda n=name: os.unlink(n, dir_fd=fd), "", fd)
 
 
-def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o644) -> Path:
-    """Write `data` to a fresh file under `tmp_root`, fsync'd; the caller renames or removes it."""
+def write_temp(
+    tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o644, sync: bool = True
+) -> Path:
+    """Write `data` to a fresh file under `tmp_root`, fsync'd unless not `sync`; the caller
+    renames or removes it."""
     path = tmp_root / staging_name(kind)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     try:
@@ -129,7 +132,8 @@ def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o64
             n = os.write(fd, view)
             view = view[n:]
         os.fchmod(fd, mode)  # umask must not change what readers may do
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException as e:
         os.close(fd)
         with contextlib.suppress(OSError):
@@ -141,12 +145,22 @@ def write_temp(tmp_root: Path, data: bytes, kind: str = "file", mode: int = 0o64
     return path
 
 
-def atomic_write(tmp_root: Path, path: Path, data: bytes, mode: int = 0o644) -> None:
+def atomic_write(
+    tmp_root: Path,
+    path: Path,
+    data: bytes,
+    mode: int = 0o644,
+    *,
+    sync: bool = True,
+    kind: str = "write",
+) -> None:
     """Replace `path` with `data`: temp file in `tmp_root`, fsync, rename, fsync the directory.
 
     `tmp_root` and `path` must be on the same filesystem (both under the store root).
+    `sync=False` for caches: readers still never see a part (rename), but a power cut may
+    lose or tear the file, which a cache must then read as a miss.
     """
-    tmp = write_temp(tmp_root, data, kind="write", mode=mode)
+    tmp = write_temp(tmp_root, data, kind=kind, mode=mode, sync=sync)
     if path.name == "index.json":
         crash_point("index-staged")
     try:
@@ -155,7 +169,8 @@ def atomic_write(tmp_root: Path, path: Path, data: bytes, mode: int = 0o644) -> 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 @contextlib.contextmanager
