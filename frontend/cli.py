@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 from cache.errors import PydockError
 
@@ -119,6 +120,24 @@ class _Parser(argparse.ArgumentParser):
                 if action.nargs != 0:
                     break
         return None
+
+
+def write_output(path: str, write: Callable[[BinaryIO], object]) -> None:
+    """`-o FILE` of save/export: `write(f)` into a temp file beside FILE, fsync, rename, so a
+    failed command leaves no partial file. An OSError becomes one line naming FILE."""
+    out = os.path.abspath(path)
+    tmp = f"{out}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except OSError as e:
+        raise PydockError(f"{path}: {e.strerror}") from None
+    finally:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
 
 
 def make_parser(prog: str, description: str, usage_exit_code: int = 2) -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cache.errors import PydockError
 from frontend.cli import store_root as _given_root
+from frontend.cli import write_output
 
 
 def store_root(args) -> str:  # noqa: ANN001
@@ -759,18 +760,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     c = _cstore(args).get(args.container)
     if args.output:
-        # Written beside the target and renamed: a failed export leaves no partial file.
-        out = os.path.abspath(args.output)
-        tmp = f"{out}.tmp-{os.getpid()}"
-        try:
-            with open(tmp, "wb") as f:
-                export_container(c, f)
-            os.replace(tmp, out)
-        except OSError as e:
-            raise PydockError(f"{args.output}: {e.strerror}") from None
-        finally:
-            if os.path.lexists(tmp):
-                os.unlink(tmp)
+        write_output(args.output, lambda f: export_container(c, f))
     else:
         if sys.stdout.isatty():
             raise PydockError(

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from cache.errors import PydockError
+from frontend.cli import write_output
 
 
 class CommandError(PydockError):
@@ -382,7 +383,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_save(args: argparse.Namespace) -> int:
-    import os
 
     from cache.archive import save_images, select_for_save
 
@@ -397,19 +397,7 @@ def cmd_save(args: argparse.Namespace) -> int:
         save_images(store, selection, sys.stdout.buffer, fmt=args.format)
         sys.stdout.buffer.flush()
         return 0
-    out_path = os.path.abspath(args.output)
-    tmp = f"{out_path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            save_images(store, selection, f, fmt=args.format)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except OSError as e:
-        raise CommandError(f"{args.output}: {e.strerror}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_output(args.output, lambda f: save_images(store, selection, f, fmt=args.format))
     return 0
 
 
